@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   - create .venv, install, run the main job on the bundled sample photos
+#   make test   - create .venv, install, run the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	# pymatting JIT-compiles with numba on first import (~40 s); do it once here, it is cached.
+	$(BIN)/python -c "import pymatting"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/liwi samples samples/
+	$(BIN)/liwi run --input samples/ --out out/demo
+	$(BIN)/liwi stats out/demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_bench.py --out bench/results
+
+clean:
+	rm -rf out samples bench/work .pytest_cache

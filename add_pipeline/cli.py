@@ -1,0 +1,153 @@
+"""``liwi``: the command line (run, stats, show, traces, samples)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from add_pipeline.core.config import ConfigError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="add-pipeline")
+def main() -> None:
+    """ADD: decompose photos into layered (background / shadow / object) Parquet shards."""
+
+
+@main.command()
+@click.option("--input", "input_", required=True, help="Folder (recursive), glob, or JSONL manifest.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--workflow", default="cpu-default", show_default=True, help="Workflow name or YAML path.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Process at most N inputs.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per commit.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel tool workers [default: CPUs].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed passed to every seeded tool.")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster (or $RAY_ADDRESS).")
+@click.option("--overwrite", is_flag=True, help="Delete previous output in OUT and start over.")
+@click.option("--local", is_flag=True, help="Run tools in this process instead of Ray (debugging).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def run(input_: str, out: Path, workflow: str, limit: int | None, shard_size: int, workers: int | None,
+        seed: int, ray_address: str | None, overwrite: bool, local: bool, no_progress: bool) -> None:
+    """Decompose every photo of INPUT into layers; rerun the same command to resume."""
+    from add_pipeline.exec.run import RunError, RunOptions
+    from add_pipeline.exec.run import run as run_job
+
+    opts = RunOptions(input=input_, out=out, workflow=workflow, limit=limit, shard_size=shard_size, workers=workers,
+                      seed=seed, ray_address=ray_address, overwrite=overwrite, local=local,
+                      progress=not no_progress)
+    try:
+        stats = run_job(opts)
+    except (RunError, ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    last = stats["last_run"]
+    click.echo(f"done: {last['processed']} processed this run ({last['accepted']} accepted, {last['rejected']} "
+               f"rejected) in {last['wall_s']:.1f}s, {last['images_per_s']:.2f} img/s; "
+               f"{stats['accepted']}/{stats['inputs_done']} accepted overall -> {out}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def stats(out: Path, as_json: bool) -> None:
+    """Counts, acceptance, reject reasons and time per tool of the run in OUT."""
+    from add_pipeline.exec.stats import compute_stats
+
+    s = compute_stats(out)
+    if as_json:
+        click.echo(json.dumps(s, indent=2, sort_keys=True))
+        return
+    click.echo(f"inputs done  {s['inputs_done']}")
+    click.echo(f"accepted     {s['accepted']}  ({100 * s['acceptance_rate']:.1f}%)")
+    click.echo(f"rejected     {s['rejected']}")
+    click.echo(f"layers       {s['layers_total']} ({s['layers_per_sample']:.2f} per sample)")
+    if s["reject_reasons"]:
+        click.echo("\nreject reasons")
+        for reason, n in s["reject_reasons"].items():
+            click.echo(f"  {n:6d}  {reason}")
+    click.echo(f"\n{'tool':<18}{'calls':>7}{'median s':>10}{'p90 s':>9}{'total s':>10}{'errors':>8}{'retries':>8}")
+    for tool, t in s["tools"].items():
+        def f(v: float | None, w: int) -> str:
+            return f"{v:>{w}.3f}" if v is not None else f"{'-':>{w}}"
+        click.echo(f"{tool:<18}{t['calls']:>7}{f(t['median_s'], 10)}{f(t['p90_s'], 9)}{f(t['total_s'], 10)}"
+                   f"{t['errors']:>8}{t['retries']:>8}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("sample_id")
+@click.option("--save", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write layer PNGs, the composite and the trace here.")
+def show(out: Path, sample_id: str, save: Path | None) -> None:
+    """Show one sample: its layers (or why it was rejected) and its agent trace."""
+    from add_pipeline.browse import find_sample, render_trace, save_sample
+
+    found = find_sample(out, sample_id)
+    if found is None:
+        raise click.ClickException(f"{sample_id!r} is neither in {out}/shards nor in {out}/rejects")
+    kind, record = found
+    if kind == "rejected":
+        click.echo(f"{sample_id}: REJECTED at {record['stage']}: {record['reason']}  (source {record['source']})")
+    else:
+        click.echo(f"{sample_id}: accepted, {record['width']}x{record['height']}, source {record['source']}")
+        for lay in record["layers"]:
+            scores = ", ".join(f"{k}={v:.3g}" for k, v in sorted(dict(lay["scores"] or {}).items()))
+            parent = f" parent={lay['parent']}" if lay["parent"] else ""
+            click.echo(f"  z={lay['z']:<2} {lay['kind']:<10} {lay['name']:<14} bbox={lay['bbox']}{parent}  {scores}")
+    trace = render_trace(out, record["trace_id"])
+    if save is not None:
+        written = save_sample(out, kind, record, trace, save)
+        click.echo(f"wrote {len(written)} files to {save / sample_id}")
+    click.echo("\n" + trace)
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--sample", "sample_id", default=None, help="Show this sample's trace as a tree.")
+@click.option("--sql", default=None, help="Run SQL over the views traces, shards, rejects (DuckDB).")
+def traces(out: Path, sample_id: str | None, sql: str | None) -> None:
+    """Read agent traces: one sample as a tree, or any SQL over all of them."""
+    from add_pipeline.exec.stats import connect
+    from add_pipeline.browse import find_sample, render_trace
+
+    if (sample_id is None) == (sql is None):
+        raise click.UsageError("give exactly one of --sample or --sql")
+    if sql is not None:
+        import duckdb
+
+        try:
+            rel = connect(out).sql(sql)
+        except duckdb.Error as exc:
+            raise click.ClickException(f"SQL error: {exc}") from exc
+        if rel is not None:
+            click.echo(_table(rel))
+        return
+    found = find_sample(out, sample_id)  # type: ignore[arg-type]
+    if found is None:
+        raise click.ClickException(f"no sample {sample_id!r} in {out}")
+    click.echo(render_trace(out, found[1]["trace_id"]))
+
+
+def _table(rel: object) -> str:
+    cols = rel.columns  # type: ignore[attr-defined]
+    rows = rel.fetchall()  # type: ignore[attr-defined]
+    cells = [[str(c) for c in cols]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [min(max(len(row[i]) for row in cells), 80) for i in range(len(cols))]
+    lines = ["  ".join(v[:80].ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n({len(rows)} rows)"
+
+
+@main.command()
+@click.argument("dir_", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+def samples(dir_: Path) -> None:
+    """Write the natural photos that ship inside installed packages to DIR."""
+    from add_pipeline.samples import write_samples
+
+    for p in write_samples(dir_):
+        click.echo(str(p))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Pure helpers of the peel stage: clean mattes, shadow removal, and exact layer assembly.
+
+Peeling runs front to back.  With ``R_n`` the photo and objects ``1..n`` back to
+front, removing object ``k`` gives ``S_k = inpaint(R_k, support(alpha_k))``
+(object gone, its shadow still there) and then ``R_{k-1} = deshadow(S_k, s_k)``.
+``R_0`` is the background.  :func:`assemble_layers` then solves every layer back
+to front against these targets, so the stack recomposes to the photo exactly
+(see :mod:`add_pipeline.core.composite`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from add_pipeline.core.composite import alpha_over, opaque, over, solve_layer
+
+ALPHA_FLOOR = 0.02  # alpha below this is noise from the matting solver: treat as 0
+ALPHA_CEIL = 0.98  # alpha above this is treated as fully opaque
+
+
+def clean_alpha(alpha: np.ndarray) -> np.ndarray:
+    """Snap near-0 and near-1 alpha (``HxW float`` [0, 1]) to exact 0 / 1; returns float32."""
+    a = np.clip(alpha.astype(np.float32), 0.0, 1.0)
+    a[a < ALPHA_FLOOR] = 0.0
+    a[a > ALPHA_CEIL] = 1.0
+    return a
+
+
+def extend_under(matte: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Continue a shadow matte under the object that hides part of it.
+
+    The shadow extractor only sees the shadow where the object does not cover it;
+    the background under the object was darkened too, so we inpaint the matte into
+    the hidden region (only where it borders shadow).
+
+    Args:
+        matte: ``HxW float32`` [0, 1] shadow strength, zero on ``hidden``.
+        hidden: ``HxW bool`` object support.
+    Returns:
+        ``HxW float32`` [0, 1].
+    """
+    if not matte.any() or not hidden.any():
+        return matte.astype(np.float32)
+    m8 = np.round(np.clip(matte, 0, 1) * 255).astype(np.uint8)
+    filled = cv2.inpaint(m8, hidden.astype(np.uint8), 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    out = matte.astype(np.float32).copy()
+    out[hidden] = filled[hidden]
+    return clean_alpha(out)
+
+
+def deshadow(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """Undo a black shadow layer of strength ``matte``: ``image / (1 - matte)``.
+
+    Args:
+        image: ``HxWx3 float`` [0, 1], the scene with the shadow.
+        matte: ``HxW float`` [0, 1].
+    Returns:
+        ``HxWx3 float64`` [0, 1] shadow-free estimate (clipped where the ratio saturates).
+    """
+    lit = image.astype(np.float64) / np.maximum(1.0 - matte.astype(np.float64), 1e-3)[..., None]
+    return np.clip(lit, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PeelLevel:
+    """One object's share of the peel, all at canvas size.
+
+    Attributes:
+        name: object id.
+        alpha: ``HxW float32`` [0, 1] cleaned object alpha.
+        color: ``HxWx3 float32`` [0, 1] foreground colour estimate.
+        shadow: ``HxW float32`` [0, 1] shadow strength, extended under the object.
+        target: ``HxWx3 float`` [0, 1], ``R_k``: the scene with this object and all behind it.
+        shadow_target: ``HxWx3 float`` [0, 1], ``S_k``: ``R_k`` with this object inpainted away.
+    """
+
+    name: str
+    alpha: np.ndarray
+    color: np.ndarray
+    shadow: np.ndarray
+    target: np.ndarray
+    shadow_target: np.ndarray
+
+
+@dataclass(frozen=True)
+class AssembledLayer:
+    """A solved layer: ``rgba`` is ``HxWx4 uint8``; ``kind`` background|shadow|object."""
+
+    name: str
+    kind: str
+    rgba: np.ndarray
+    parent: str | None
+
+
+def assemble_layers(background: np.ndarray, levels: list[PeelLevel]) -> list[AssembledLayer]:
+    """Solve the layer stack back to front so it recomposes to ``levels[-1].target`` exactly.
+
+    Args:
+        background: ``HxWx3 float`` [0, 1], ``R_0``.
+        levels: back to front.
+    Returns:
+        background, then per object its shadow layer (if it has any shadow) and its object layer.
+    """
+    bg = opaque(background)
+    out = [AssembledLayer("background", "background", bg, None)]
+    below = alpha_over([bg])
+    for lv in levels:
+        support = lv.shadow > 0
+        if support.any():
+            rgba = solve_layer(lv.shadow_target, below, lv.shadow, None, support)
+            out.append(AssembledLayer(f"{lv.name}_shadow", "shadow", rgba, lv.name))
+            below = over(rgba, below)
+        rgba = solve_layer(lv.target, below, lv.alpha, lv.color, lv.alpha > 0)
+        out.append(AssembledLayer(lv.name, "object", rgba, None))
+        below = over(rgba, below)
+    return out

@@ -1,0 +1,122 @@
+"""Everything that touches Ray lives in this module.
+
+Tools run as Ray tasks with the resources of their tool card (``num_cpus``,
+``num_gpus``, ``memory``); cards marked ``actor: true`` are served by a pool of
+long-lived actors that build the tool once.  A call that fails for a *system*
+reason (worker crash, lost object, timeout) is retried up to
+``execution.task_retries`` times and every failed attempt is reported back so
+the graph can trace it; a tool's own exception is re-raised as is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
+
+from add_pipeline.core.config import ToolCard, Workflow
+from add_pipeline.exec.runner import Attempt, CallResult, ToolSpec, ToolSystemError, tool_spec
+
+_WORKER_TOOLS: dict[ToolSpec, Any] = {}
+
+
+def _cached_tool(spec: ToolSpec) -> Any:
+    """Build each tool once per worker process (tasks reuse worker processes)."""
+    if spec not in _WORKER_TOOLS:
+        _WORKER_TOOLS[spec] = spec.build()
+    return _WORKER_TOOLS[spec]
+
+
+@ray.remote
+def _run_tool(spec: ToolSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    value = _cached_tool(spec)(*args, **kwargs)
+    return value, time.perf_counter() - t0
+
+
+@ray.remote
+class ToolActor:
+    """A long-lived worker holding one built tool (weights load once)."""
+
+    def __init__(self, spec: ToolSpec) -> None:
+        self.tool = spec.build()
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        value = self.tool(*args, **kwargs)
+        return value, time.perf_counter() - t0
+
+
+def _options(card: ToolCard) -> dict[str, Any]:
+    opts: dict[str, Any] = {"num_cpus": card.resources.num_cpus, "num_gpus": card.resources.num_gpus}
+    if card.resources.memory:
+        opts["memory"] = card.resources.memory
+    return opts
+
+
+def start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join ``address`` (or ``$RAY_ADDRESS``) or start a local Ray with ``num_cpus``; True if we started it."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+        return False
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=env,
+             configure_logging=False)
+    return True
+
+
+def stop_ray(started: bool) -> None:
+    if started and ray.is_initialized():
+        ray.shutdown()
+
+
+class RayToolRunner:
+    """:class:`~add_pipeline.exec.runner.ToolRunner` that runs every tool call on Ray."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        self.workflow = workflow
+        self.retries = workflow.execution.task_retries
+        self._actors: dict[ToolSpec, tuple[list[Any], Any]] = {}
+        self._lock = threading.Lock()
+
+    def _submit(self, card: ToolCard, spec: ToolSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not card.actor:
+            return _run_tool.options(max_retries=0, **_options(card)).remote(spec, args, kwargs)
+        with self._lock:
+            if spec not in self._actors:
+                pool = [ToolActor.options(max_restarts=-1, **_options(card)).remote(spec) for _ in range(card.replicas)]
+                self._actors[spec] = (pool, itertools.cycle(pool))
+            actor = next(self._actors[spec][1])
+        return actor.call.remote(args, kwargs)
+
+    def call(self, step: str, *args: Any, fallback: bool = False, **kwargs: Any) -> CallResult:
+        card = self.workflow.card(step, fallback)
+        spec = tool_spec(self.workflow, step, fallback)
+        failed: list[Attempt] = []
+        for _ in range(self.retries + 1):
+            t0 = time.perf_counter()
+            ref = self._submit(card, spec, args, kwargs)
+            try:
+                value, tool_s = ray.get(ref, timeout=card.timeout_s)
+                return CallResult(value, tool_s, failed)
+            except RayTaskError as exc:  # the tool itself raised: not a system error, no retry
+                raise exc.as_instanceof_cause() if exc.cause is None else exc.cause from None
+            except (GetTimeoutError, RayError) as exc:
+                if isinstance(exc, GetTimeoutError):
+                    ray.cancel(ref, force=True)
+                failed.append(Attempt(f"{type(exc).__name__}: {exc}"[:1000], time.perf_counter() - t0))
+        raise ToolSystemError(f"{card.name}: {len(failed)} attempts failed; last: {failed[-1].error}")
+
+    def close(self) -> None:
+        for pool, _ in self._actors.values():
+            for actor in pool:
+                ray.kill(actor)
+        self._actors.clear()

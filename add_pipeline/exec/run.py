@@ -1,0 +1,205 @@
+"""The main job: inputs in, layered shards + traces + rejects out, resumable.
+
+Photos are processed by one LangGraph run each, many in flight (bounded), in
+driver threads; the graph's tool calls go to Ray (or run in process with
+``local=True``).  Completed samples are committed in batches by
+:class:`~add_pipeline.io.shards.ShardStore`; a rerun skips committed ids, so a
+run killed at any point and restarted ends with every input exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from add_pipeline import __version__
+from add_pipeline.agents.graph import build_graph
+from add_pipeline.agents.policy import Policy, build_policy
+from add_pipeline.core.config import Workflow, load_workflow
+from add_pipeline.exec.runner import LocalToolRunner, ToolRunner
+from add_pipeline.exec.sample import SampleOutcome, decompose_one
+from add_pipeline.exec.stats import compute_stats
+from add_pipeline.io.inputs import InputItem, enumerate_inputs
+from add_pipeline.io.shards import ShardStore
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of ``liwi run`` (the CLI flags map one to one)."""
+
+    input: str
+    out: Path
+    workflow: str = "cpu-default"
+    limit: int | None = None
+    shard_size: int = 64
+    workers: int | None = None
+    seed: int = 0
+    ray_address: str | None = None
+    overwrite: bool = False
+    local: bool = False
+    progress: bool = True
+
+
+class RunError(RuntimeError):
+    """The run cannot start (bad options, an output folder from another workflow, ...)."""
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "add_pipeline": __version__, "platform": platform.platform()}
+    for pkg in ("numpy", "opencv-python-headless", "scikit-image", "pymatting", "pyarrow", "ray", "langgraph"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _check_resumable(out: Path, wf: Workflow, overwrite: bool) -> None:
+    prev = out / "run.json"
+    if overwrite or not prev.exists():
+        return
+    old = json.loads(prev.read_text()).get("workflow_hash")
+    if old and old != wf.digest():
+        raise RunError(f"{out} holds output of a different workflow configuration (hash {old[:12]} != "
+                       f"{wf.digest()[:12]}); pass --overwrite to start over or choose another --out")
+
+
+@contextmanager
+def _runner(opts: RunOptions, wf: Workflow, workers: int) -> Iterator[ToolRunner]:
+    if opts.local:
+        runner: ToolRunner = LocalToolRunner(wf)
+        try:
+            yield runner
+        finally:
+            runner.close()
+        return
+    from add_pipeline.exec.ray_exec import RayToolRunner, start_ray, stop_ray  # Ray only when asked for
+
+    started = start_ray(opts.ray_address, None if opts.ray_address else workers)
+    runner = RayToolRunner(wf)
+    try:
+        yield runner
+    finally:
+        runner.close()
+        stop_ray(started)
+
+
+def _policy(wf: Workflow, out: Path) -> Policy:
+    options = dict(wf.policy.options)
+    if wf.policy.name == "openai":
+        options.setdefault("cache_dir", str(out / ".policy-cache"))
+    return build_policy(wf.policy.name, **options)
+
+
+class _Batcher:
+    """Buffers outcomes and commits them in batches of ``shard_size`` samples."""
+
+    def __init__(self, store: ShardStore, shard_size: int) -> None:
+        self.store, self.size = store, shard_size
+        self.rows: list[dict[str, Any]] = []
+        self.rejects: list[dict[str, Any]] = []
+        self.traces: list[dict[str, Any]] = []
+
+    def add(self, o: SampleOutcome) -> None:
+        if o.row is not None:
+            self.rows.append(o.row)
+        if o.reject is not None:
+            self.rejects.append(o.reject)
+        self.traces.extend(o.traces)
+        if len(self.rows) + len(self.rejects) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows or self.rejects:
+            self.store.commit(self.rows, self.rejects, self.traces)
+        self.rows, self.rejects, self.traces = [], [], []
+
+
+def run(opts: RunOptions) -> dict[str, Any]:
+    """Run the decompose stage; returns the stats written to ``OUT/stats.json``."""
+    if opts.shard_size < 1:
+        raise RunError(f"--shard-size must be >= 1, got {opts.shard_size}")
+    wf = load_workflow(opts.workflow).model_copy(update={"seed": opts.seed})
+    workers = opts.workers or os.cpu_count() or 1
+    if workers < 1:
+        raise RunError(f"--workers must be >= 1, got {workers}")
+    items: list[InputItem] = enumerate_inputs(opts.input)
+    if opts.limit is not None:
+        items = items[: opts.limit]
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resumable(out, wf, opts.overwrite)
+    store = ShardStore(out)
+    store.prepare(overwrite=opts.overwrite)
+    if opts.overwrite:
+        for stale in ("checkpoints.sqlite", "stats.json"):
+            (out / stale).unlink(missing_ok=True)
+    done = store.done_ids()
+    todo = [i for i in items if i.sample_id not in done]
+    _write_json(out / "run.json", {
+        "options": {**asdict(opts), "out": str(opts.out), "workers": workers},
+        "workflow": wf.model_dump(mode="json"), "workflow_hash": wf.digest(), "seed": opts.seed,
+        "versions": _versions(), "inputs": len(items), "already_done": len(items) - len(todo),
+    })
+    policy = _policy(wf, out)
+    conn = None
+    checkpointer = None
+    if wf.execution.checkpoint_graphs:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        conn = sqlite3.connect(out / "checkpoints.sqlite", check_same_thread=False)
+        checkpointer = SqliteSaver(conn)
+    graph = build_graph(checkpointer)
+    batcher = _Batcher(store, opts.shard_size)
+    t0 = time.perf_counter()
+    counts = {"accepted": 0, "rejected": 0}
+    try:
+        with _runner(opts, wf, workers) as runner, ThreadPoolExecutor(
+            max_workers=workers * wf.execution.in_flight_per_worker, thread_name_prefix="graph"
+        ) as pool, tqdm(total=len(todo), unit="img", disable=not opts.progress, dynamic_ncols=True) as bar:
+            window = workers * wf.execution.in_flight_per_worker
+            pending: set[Future[SampleOutcome]] = set()
+            queue = iter(todo)
+            for item in queue:
+                pending.add(pool.submit(decompose_one, item, graph, wf, runner, policy, wf.name))
+                if len(pending) >= window:
+                    break
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    outcome = fut.result()
+                    batcher.add(outcome)
+                    counts["accepted" if outcome.row is not None else "rejected"] += 1
+                    bar.update(1)
+                    bar.set_postfix(ok=counts["accepted"], rej=counts["rejected"])
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(decompose_one, nxt, graph, wf, runner, policy, wf.name))
+            batcher.flush()
+    finally:
+        if conn is not None:
+            conn.close()
+    stats = compute_stats(out)
+    stats["last_run"] = {"processed": len(todo), **counts, "wall_s": time.perf_counter() - t0,
+                         "workers": workers, "images_per_s": len(todo) / max(time.perf_counter() - t0, 1e-9)}
+    _write_json(out / "stats.json", stats)
+    return stats

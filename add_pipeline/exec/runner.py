@@ -1,0 +1,101 @@
+"""How graph nodes reach tools: the :class:`ToolRunner` protocol and its in-process implementation.
+
+The graph never knows where a tool runs.  :class:`LocalToolRunner` calls tools
+in this process (tests, debugging); :class:`add_pipeline.exec.ray_exec.RayToolRunner`
+sends the same calls to Ray tasks or actors.  Both build tools from the
+workflow's tool cards with :func:`tool_spec`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from add_pipeline.core.config import Workflow
+from add_pipeline.tools.base import Tool, build_tool, tool_class
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """Everything needed to build one tool on any worker: family, registry name, parameters."""
+
+    family: str
+    backend: str
+    params: tuple[tuple[str, Any], ...]
+
+    def build(self) -> Tool:
+        return build_tool(self.family, self.backend, **dict(self.params))
+
+
+def tool_spec(workflow: Workflow, step: str, fallback: bool = False) -> ToolSpec:
+    """The spec of the tool serving ``step``; the loader also gets the workflow's size limits."""
+    card = workflow.card(step, fallback)
+    params = workflow.params(step, fallback)
+    if step == "load":
+        params = {**params, "working_size": workflow.working_size, "max_pixels": workflow.max_pixels}
+    if card.checkpoint is not None:
+        params = {**params, "checkpoint": card.checkpoint}
+    if "seed" not in params and _accepts(card.family, card.backend, "seed"):
+        params = {**params, "seed": workflow.seed}
+    return ToolSpec(card.family, card.backend, tuple(sorted(params.items())))
+
+
+def _accepts(family: str, backend: str, arg: str) -> bool:
+    """Whether the registered tool's constructor takes ``arg``."""
+    return arg in inspect.signature(tool_class(family, backend).__init__).parameters
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A failed system-level attempt of a tool call (the call was retried)."""
+
+    error: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A tool's return value, the seconds the tool itself ran, and the retried attempts before it."""
+
+    value: Any
+    tool_s: float
+    retries: list[Attempt] = field(default_factory=list)
+
+
+class ToolSystemError(RuntimeError):
+    """A tool call kept failing for system reasons (worker crash, lost object, timeout)."""
+
+
+class ToolRunner(Protocol):
+    """Runs ``step``'s tool on ``args``; raises the tool's own exception if the tool fails."""
+
+    def call(self, step: str, *args: Any, fallback: bool = False, **kwargs: Any) -> CallResult: ...
+
+    def close(self) -> None: ...
+
+
+class LocalToolRunner:
+    """Calls tools in this process; builds each tool once and reuses it."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        self.workflow = workflow
+        self._tools: dict[ToolSpec, Tool] = {}
+        self._lock = threading.Lock()
+
+    def _tool(self, spec: ToolSpec) -> Tool:
+        with self._lock:
+            if spec not in self._tools:
+                self._tools[spec] = spec.build()
+            return self._tools[spec]
+
+    def call(self, step: str, *args: Any, fallback: bool = False, **kwargs: Any) -> CallResult:
+        tool = self._tool(tool_spec(self.workflow, step, fallback))
+        t0 = time.perf_counter()
+        value = tool(*args, **kwargs)
+        return CallResult(value, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self._tools.clear()

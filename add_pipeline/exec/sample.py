@@ -1,0 +1,65 @@
+"""Run the decompose graph on one input and package the outcome (a shard row or a reject row + traces)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from add_pipeline.agents.context import SampleContext
+from add_pipeline.agents.policy import Policy
+from add_pipeline.agents.trace import TraceRecorder
+from add_pipeline.core.config import Workflow
+from add_pipeline.exec.runner import ToolRunner
+from add_pipeline.io.inputs import InputItem
+
+#: LangGraph's default is 25 super-steps; peel loops once per object and verify may revise.
+RECURSION_LIMIT = 200
+
+
+@dataclass
+class SampleOutcome:
+    """What one input became: exactly one of ``row`` (accepted) or ``reject``, plus its trace rows."""
+
+    sample_id: str
+    row: dict[str, Any] | None
+    reject: dict[str, Any] | None
+    traces: list[dict[str, Any]]
+    tool_seconds: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def decompose_one(
+    item: InputItem,
+    graph: Any,
+    workflow: Workflow,
+    runner: ToolRunner,
+    policy: Policy,
+    workflow_label: str,
+) -> SampleOutcome:
+    """Run ``graph`` for ``item``; never raises for per-sample problems (they become a reject row)."""
+    t0 = time.perf_counter()
+    trace_id = uuid.uuid4().hex
+    ctx = SampleContext(workflow=workflow, runner=runner, policy=policy, trace=TraceRecorder(trace_id, item.sample_id))
+    config = {"configurable": {"thread_id": trace_id}, "recursion_limit": RECURSION_LIMIT}
+    try:
+        final = graph.invoke({"sample_id": item.sample_id, "source": item.source, "status": "running"},
+                             config=config, context=ctx)
+    except Exception as exc:  # a failure of the graph machinery itself (e.g. recursion limit)
+        ctx.trace.record("graph", None, time.time(), 0.0, error=f"{type(exc).__name__}: {exc}")
+        final = {"status": "rejected", "stage": "graph", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    row = reject = None
+    if final.get("status") == "accepted":
+        row = {**ctx.store["row"], "trace_id": trace_id, "workflow": workflow_label}
+    else:
+        reject = {
+            "sample_id": item.sample_id, "source": item.source,
+            "stage": final.get("stage") or "graph",
+            "reason": final.get("reason") or "graph ended without a verdict",
+            "trace_id": trace_id, "workflow": workflow_label,
+            "rejected_at": datetime.now(timezone.utc),
+        }
+    return SampleOutcome(item.sample_id, row, reject, ctx.trace.rows, dict(ctx.tool_seconds),
+                         time.perf_counter() - t0)

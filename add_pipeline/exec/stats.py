@@ -1,0 +1,66 @@
+"""Run statistics computed from what is on disk (committed shards, rejects, traces), with DuckDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from add_pipeline.io.shards import ShardStore
+
+
+def connect(out: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with views ``shards``, ``traces``, ``rejects`` over the committed parts of ``out``.
+
+    Views read the Parquet files lazily, so queries that skip the PNG columns never load them.
+    """
+    store = ShardStore(out)
+    con = duckdb.connect()
+    for kind in ("shards", "traces", "rejects"):
+        files = [str(p) for p in store.committed_files(kind)]
+        if files:
+            con.sql(f"create view {kind} as select * from read_parquet({files!r})")
+        else:
+            con.register(kind, store.read_table(kind))
+    return con
+
+
+def compute_stats(out: Path) -> dict[str, Any]:
+    """Counts, acceptance rate, reject reasons histogram, per-tool latency (from traces)."""
+    con = connect(out)
+    accepted = con.sql("select count(*) from shards").fetchone()[0]  # type: ignore[index]
+    rejected = con.sql("select count(*) from rejects").fetchone()[0]  # type: ignore[index]
+    total = accepted + rejected
+    reasons = {
+        f"{stage}: {key}": n
+        for stage, key, n in con.sql(
+            "select stage, split_part(reason, ':', 1) as key, count(*) as n from rejects "
+            "group by all order by n desc, stage, key"
+        ).fetchall()
+    }
+    tools = {}
+    for tool, calls, med, mean, p90, tot, med_wall, errors, retries in con.sql(
+        """
+        select tool, count(*) filter (where error is null),
+               median(t) , avg(t), quantile_cont(t, 0.9), sum(t), median(duration_s) filter (where error is null),
+               count(*) filter (where error is not null and decision is null),
+               count(*) filter (where decision like '%"retry"%')
+        from (select *, try_cast(json_extract(output, '$.tool_s') as double) as t from traces)
+        where tool is not null and node not in ('plan', 'verify') or (tool is not null and t is not null)
+        group by tool order by sum(t) desc nulls last
+        """
+    ).fetchall():
+        tools[tool] = {"calls": calls, "median_s": med, "mean_s": mean, "p90_s": p90, "total_s": tot,
+                       "median_wall_s": med_wall, "errors": errors, "retries": retries}
+    layers = con.sql("select coalesce(avg(len(layers)), 0), coalesce(sum(len(layers)), 0) from shards").fetchone()
+    return {
+        "inputs_done": total,
+        "accepted": accepted,
+        "rejected": rejected,
+        "acceptance_rate": accepted / total if total else 0.0,
+        "reject_reasons": reasons,
+        "layers_per_sample": float(layers[0]),  # type: ignore[index]
+        "layers_total": int(layers[1]),  # type: ignore[index]
+        "tools": tools,
+    }

@@ -1,0 +1,1 @@
+"""Input and output: decoding photos, enumerating inputs, writing Parquet shards."""

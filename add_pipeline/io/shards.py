@@ -1,0 +1,311 @@
+"""The on-disk contract: Parquet parts plus commit markers, written exactly once.
+
+Layout of an output folder::
+
+    OUT/shards/part-00000.parquet    one row per accepted sample   (SHARD_SCHEMA)
+    OUT/traces/part-00000.parquet    one row per agent/tool event  (TRACE_SCHEMA)
+    OUT/rejects/part-00000.parquet   one row per rejected input    (REJECT_SCHEMA)
+    OUT/_commits/part-00000.json     commit marker, written last
+
+A commit writes each non-empty table to a temporary name in its folder, fsyncs it
+and renames it into place; only then is the marker written (also temp + rename).
+A part is *committed* iff its marker exists.  Readers only look at committed parts
+and :meth:`ShardStore.prepare` deletes anything else (a crash between the part files
+and the marker), so a sample id is final once its marker exists: the caller skips
+:meth:`ShardStore.done_ids` on resume.
+
+The ``image`` structs use the Hugging Face ``Image`` feature layout
+(``{"bytes": PNG bytes, "path": str | None}``).  Rows are plain dicts keyed by column
+name; nullable columns may be left out (they become null), all others are required.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+Kind = Literal["shards", "traces", "rejects"]
+KINDS: tuple[Kind, ...] = ("shards", "traces", "rejects")
+COMMITS_DIR = "_commits"
+
+IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+"""Hugging Face ``Image`` feature layout: encoded bytes (PNG) and an optional path."""
+
+LAYER_TYPE = pa.struct(
+    [
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("z", pa.int32(), nullable=False),
+        pa.field("image", IMAGE_TYPE, nullable=False),
+        pa.field("bbox", pa.list_(pa.int32()), nullable=False),  # [x0, y0, x1, y1], half-open
+        pa.field("parent", pa.string(), nullable=True),
+        pa.field("scores", pa.map_(pa.string(), pa.float64()), nullable=True),
+    ]
+)
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+SHARD_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_kind", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("image", IMAGE_TYPE, nullable=False),
+        pa.field("layers", pa.list_(LAYER_TYPE), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("trace_id", pa.string(), nullable=False),
+        pa.field("workflow", pa.string(), nullable=False),
+        pa.field("meta", pa.string(), nullable=True),  # JSON object
+    ]
+)
+"""One row per accepted sample; ``layers`` is back to front."""
+
+TRACE_SCHEMA = pa.schema(
+    [
+        pa.field("trace_id", pa.string(), nullable=False),
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("seq", pa.int32(), nullable=False),
+        pa.field("node", pa.string(), nullable=False),
+        pa.field("tool", pa.string(), nullable=True),
+        pa.field("started_at", UTC_MICROS, nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("input", pa.string(), nullable=True),  # JSON
+        pa.field("output", pa.string(), nullable=True),  # JSON
+        pa.field("decision", pa.string(), nullable=True),
+        pa.field("error", pa.string(), nullable=True),
+        pa.field("attempt", pa.int32(), nullable=False),
+    ]
+)
+"""One row per agent or tool event, ordered by ``seq`` within a trace."""
+
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("trace_id", pa.string(), nullable=False),
+        pa.field("workflow", pa.string(), nullable=False),
+        pa.field("rejected_at", UTC_MICROS, nullable=False),
+    ]
+)
+"""One row per rejected input: the failed ``stage`` and a ``reason`` with a fixed prefix."""
+
+SCHEMAS: dict[Kind, pa.Schema] = {"shards": SHARD_SCHEMA, "traces": TRACE_SCHEMA, "rejects": REJECT_SCHEMA}
+
+_PART_RE = re.compile(r"^part-(\d{5,})\.(parquet|json)$")
+
+
+class ShardStore:
+    """Reads and writes the committed parts of one output folder.
+
+    Not thread-safe: a single caller serialises :meth:`commit` calls.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def prepare(self, overwrite: bool = False) -> None:
+        """Create the folders; clear them (``overwrite``) or drop uncommitted leftovers.
+
+        With ``overwrite`` the four store folders are deleted first (nothing else in
+        ``out_dir`` is touched).  Without it, every ``*.tmp`` file and every part file
+        not listed by a commit marker is deleted, so a crash mid-commit leaves no trace.
+        """
+        if overwrite:
+            for sub in (*KINDS, COMMITS_DIR):
+                if (self.out_dir / sub).exists():
+                    shutil.rmtree(self.out_dir / sub)
+        for sub in (*KINDS, COMMITS_DIR):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        committed = {f for marker in self._markers() for f in marker["files"].values()}
+        for sub in (*KINDS, COMMITS_DIR):
+            for p in (self.out_dir / sub).iterdir():
+                if not p.is_file():
+                    continue
+                rel = f"{sub}/{p.name}"
+                if p.name.endswith(".tmp") or (sub != COMMITS_DIR and rel not in committed):
+                    p.unlink()
+
+    def done_ids(self) -> set[str]:
+        """Sample ids that are final: present in committed shards or rejects."""
+        ids: set[str] = set()
+        for kind in ("shards", "rejects"):
+            for path in self.committed_files(kind):
+                col = pq.read_table(path, columns=["sample_id"]).column("sample_id")
+                ids.update(col.to_pylist())
+        return ids
+
+    # ------------------------------------------------------------ writing
+
+    def commit(self, accepted: list[dict], rejected: list[dict], traces: list[dict]) -> int | None:
+        """Write the non-empty tables as part ``n`` and then its marker; return ``n``.
+
+        Returns ``None`` (and writes nothing) when all three lists are empty.
+
+        Raises:
+            ValueError: a row misses a required column, has an unknown column or a value
+                of the wrong type, or a sample id appears twice among accepted + rejected.
+        """
+        given: dict[Kind, list[dict]] = {"shards": accepted, "rejects": rejected, "traces": traces}
+        tables = {kind: _to_table(kind, rows) for kind, rows in given.items() if rows}
+        if not tables:
+            return None
+        counts = Counter(r["sample_id"] for r in [*accepted, *rejected])
+        dups = sorted(sid for sid, c in counts.items() if c > 1)
+        if dups:
+            raise ValueError(f"sample ids appear more than once among accepted + rejected rows: {dups[:10]}")
+
+        for sub in (*KINDS, COMMITS_DIR):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        n = self._next_index()
+        name = f"part-{n:05d}"
+        files: dict[str, str] = {}
+        row_counts: dict[str, int] = {}
+        sample_ids: dict[str, list[str]] = {}
+        for kind, table in tables.items():
+            rel = f"{kind}/{name}.parquet"
+            _write_parquet_atomic(table, self.out_dir / rel)
+            files[kind] = rel
+            row_counts[kind] = table.num_rows
+            sample_ids[kind] = sorted(set(table.column("sample_id").to_pylist()))
+        marker = {
+            "part": n,
+            "committed_at": datetime.now(UTC).isoformat(),
+            "files": files,
+            "rows": row_counts,
+            "sample_ids": sample_ids,
+        }
+        payload = json.dumps(marker, indent=1).encode("utf-8")
+        _write_bytes_atomic(payload, self.out_dir / COMMITS_DIR / f"{name}.json")
+        return n
+
+    # ------------------------------------------------------------ reading
+
+    def read_table(self, kind: Kind) -> pa.Table:
+        """All committed rows of ``kind`` as one table (empty, with the schema, if none)."""
+        if kind not in SCHEMAS:
+            raise ValueError(f"unknown table kind {kind!r}; expected one of {list(KINDS)}")
+        schema = SCHEMAS[kind]
+        parts = [pq.read_table(p, schema=schema) for p in self.committed_files(kind)]
+        if not parts:
+            return schema.empty_table()
+        return pa.concat_tables(parts)
+
+    # ------------------------------------------------------------ internals
+
+    def _markers(self) -> list[dict]:
+        """Parsed commit markers, in part order."""
+        folder = self.out_dir / COMMITS_DIR
+        if not folder.is_dir():
+            return []
+        markers = []
+        for p in sorted(folder.iterdir()):
+            m = _PART_RE.match(p.name)
+            if m is None or m.group(2) != "json":
+                continue
+            try:
+                markers.append(json.loads(p.read_text(encoding="utf-8")))
+            except json.JSONDecodeError as e:  # markers are written atomically; this is outside damage
+                raise ValueError(f"commit marker {p} is not valid JSON: {e}") from e
+        return markers
+
+    def committed_files(self, kind: Kind) -> list[Path]:
+        """Paths of the committed Parquet parts of ``kind``, in part order."""
+        paths = []
+        for marker in self._markers():
+            rel = marker["files"].get(kind)
+            if rel is None:
+                continue
+            path = self.out_dir / rel
+            if not path.is_file():
+                raise FileNotFoundError(f"commit marker for part {marker['part']} lists {rel}, which is missing")
+            paths.append(path)
+        return paths
+
+    def _next_index(self) -> int:
+        """One past the highest part index in use anywhere (markers or stray part files)."""
+        highest = -1
+        for sub in (*KINDS, COMMITS_DIR):
+            folder = self.out_dir / sub
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                m = _PART_RE.match(p.name)
+                if m is not None:
+                    highest = max(highest, int(m.group(1)))
+        return highest + 1
+
+
+# ---------------------------------------------------------------- row validation
+
+
+def _to_table(kind: Kind, rows: list[dict]) -> pa.Table:
+    """Arrow table of ``rows`` under ``SCHEMAS[kind]``; nullable columns may be absent."""
+    schema = SCHEMAS[kind]
+    names = set(schema.names)
+    required = [f.name for f in schema if not f.nullable]
+    normalised = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{kind} row {i}: expected a dict, got {type(row).__name__}")
+        missing = [c for c in required if row.get(c) is None]
+        if missing:
+            raise ValueError(f"{kind} row {i} (sample_id={row.get('sample_id')!r}) misses required columns {missing}")
+        unknown = sorted(set(row) - names)
+        if unknown:
+            raise ValueError(f"{kind} row {i} (sample_id={row.get('sample_id')!r}) has unknown columns {unknown}")
+        normalised.append({c: row.get(c) for c in schema.names})
+    try:
+        return pa.Table.from_pylist(normalised, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
+        raise ValueError(f"{kind} rows do not fit the schema: {e}") from e
+
+
+# ---------------------------------------------------------------- atomic file writes
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _write_bytes_atomic(payload: bytes, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)

@@ -1,0 +1,42 @@
+"""Workflow and tool-card loading: defaults, overrides, clear errors."""
+
+import pytest
+
+from add_pipeline.core.config import ConfigError, load_workflow
+from add_pipeline.exec.runner import tool_spec
+from add_pipeline.tools.base import ToolError, build_tool
+
+
+def test_cpu_default_resolves_every_step():
+    wf = load_workflow("cpu-default")
+    for step in wf.steps:
+        card = wf.card(step)
+        assert card.family == step
+        assert card.checkpoint is None  # classical: no weights
+        tool_spec(wf, step).build()  # every card builds
+    assert wf.card("inpaint", fallback=True).name == "navier-stokes"
+    assert wf.digest() == load_workflow("cpu-default").digest()
+
+
+def test_loader_gets_workflow_size_and_seed_reaches_seeded_tools():
+    wf = load_workflow("cpu-default").model_copy(update={"seed": 7})
+    params = dict(tool_spec(wf, "load").params)
+    assert params["working_size"] == wf.working_size
+
+
+def test_unknown_workflow_and_tool_names_list_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match="cpu-default"):
+        load_workflow("no-such-workflow")
+    with pytest.raises(ToolError, match="grabcut"):
+        build_tool("segment", "nope")
+    bad = tmp_path / "wf.yaml"
+    bad.write_text("name: x\nsteps: {load: {tool: pillow-loader}}\n")
+    with pytest.raises(ConfigError, match="steps missing"):
+        load_workflow(str(bad))
+
+
+def test_import_path_backends_are_checked():
+    with pytest.raises(ToolError, match="cannot import"):
+        build_tool("segment", "no_such_module:Thing")
+    with pytest.raises(ToolError, match="not a segment tool"):
+        build_tool("segment", "add_pipeline.tools.verifier:LayerVerifier")
