@@ -45,7 +45,8 @@ def render_trace(out: Path, trace_id: str) -> str:
             lines.append(f"├─ attempt {att}")
         tool_s = None
         if tool and outp and node not in ("plan", "verify"):
-            tool_s = json.loads(outp).get("tool_s")
+            parsed = json.loads(outp)
+            tool_s = parsed.get("tool_s") if isinstance(parsed, dict) else None
         timing = f"{dur * 1000:8.1f} ms" + (f" (tool {tool_s * 1000:.1f} ms)" if tool_s is not None else "")
         lines.append(f"│  ├─ {seq:3d} {node:<8} {tool or '-':<16} {timing}")
         if decision:

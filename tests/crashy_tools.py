@@ -1,7 +1,7 @@
 """A tool that kills its worker process on first use: to test Ray system-error retries.
 
-Imported by Ray workers by import path (``crashy_tools:CrashOnceInpainter``), so it lives at the
-top level of the tests folder, which the Ray tests put on the workers' PYTHONPATH.
+Imported by Ray workers by import path (``tests.crashy_tools:CrashOnceInpainter``); the Ray tests
+put the repository root on the workers' PYTHONPATH.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def ray_session():
-    tests_dir = str(Path(__file__).resolve().parent)
+    repo_root = str(Path(__file__).resolve().parents[1])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": tests_dir}})
+             runtime_env={"env_vars": {"PYTHONPATH": repo_root}})
     yield
     ray.shutdown()
 
@@ -43,7 +43,7 @@ def _with_card(step: str, **changes):
 def test_worker_crash_is_retried_and_recorded(ray_session, tmp_path):
     from add_pipeline.exec.ray_exec import RayToolRunner
 
-    wf = _with_card("inpaint", backend="crashy_tools:CrashOnceInpainter", params={"flag": str(tmp_path / "f")})
+    wf = _with_card("inpaint", backend="tests.crashy_tools:CrashOnceInpainter", params={"flag": str(tmp_path / "f")})
     image, mask = _image_and_mask()
     result = RayToolRunner(wf).call("inpaint", image, mask)
     assert len(result.retries) == 1 and "Worker" in result.retries[0].error

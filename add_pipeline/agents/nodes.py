@@ -19,6 +19,7 @@ from add_pipeline.agents.context import SampleContext
 from add_pipeline.agents.policy import PolicyError
 from add_pipeline.agents.schemas import Plan
 from add_pipeline.agents.state import DecomposeState, ObjectState, active
+from add_pipeline.io.images import InputError
 from add_pipeline.core.peel import PeelLevel, clean_alpha, deshadow, extend_under
 
 Update = dict[str, Any]
@@ -39,7 +40,8 @@ def guarded(stage: str) -> Callable[[NodeFn], NodeFn]:
                 return fn(state, runtime)
             except Exception as exc:  # the error becomes data: trace + reject row
                 ctx = runtime.context
-                msg = f"{type(exc).__name__}: {exc}"
+                # A bad input file's error already reads "<file>: <reason>"; others get their type.
+                msg = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
                 ctx.trace.record(stage, None, time.time(), 0.0, error=msg + "\n" + traceback.format_exc(limit=8))
                 return reject(stage, msg[:500])
 

@@ -112,7 +112,8 @@ def revise(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
             ctx.store.pop(f"shadow/{act.target}", None)
         elif act.kind == "retry_inpaint":
             fallback = True
-    update: Update = {"objects": objects, "attempt": state.get("attempt", 0) + 1, "inpaint_fallback": fallback}
+    ctx.trace.attempt = state.get("attempt", 0) + 1  # later events belong to the next attempt
+    update: Update = {"objects": objects, "attempt": ctx.trace.attempt, "inpaint_fallback": fallback}
     if not any(o["status"] == "active" for o in objects):
         return {**update, **reject("verify", "every object was dropped by the verifier")}
     return update

@@ -88,18 +88,31 @@ def solve_layer(
         ``HxWx4 uint8`` straight-alpha RGBA.
     """
     h, w = alpha.shape
-    a = np.clip(alpha.astype(np.float64), 0.0, 1.0) * domain
-    a = np.maximum(a, min_alpha(target, below) * domain)
+    out = np.zeros((h, w, 4), dtype=np.uint8)
+    box = _box(domain)
+    if box is None:
+        return out
+    sl = (slice(box[1], box[3]), slice(box[0], box[2]))  # work on the domain's box only
+    target, below, dom = target[sl], below[sl], domain[sl]
+    a = np.clip(alpha[sl].astype(np.float64), 0.0, 1.0) * dom
+    a = np.maximum(a, min_alpha(target, below) * dom)
     # Round alpha up to the 8-bit grid so that the colour solved below still fits in [0, 1].
     a8 = np.clip(np.ceil(a * 255.0 - 1e-9), 0, 255)
-    aq = a8 / 255.0
-    est = np.zeros((h, w, 3)) if color is None else np.clip(color.astype(np.float64), 0.0, 1.0)
-    solved = (target - (1.0 - aq[..., None]) * below) / np.maximum(aq[..., None], _EPS)
-    rgb = np.where(aq[..., None] > 0, np.clip(solved, 0.0, 1.0), est)
-    out = np.empty((h, w, 4), dtype=np.uint8)
-    out[..., :3] = np.round(rgb * 255.0).astype(np.uint8)
-    out[..., 3] = a8.astype(np.uint8)
+    aq = a8[..., None] / 255.0
+    est = 0.0 if color is None else np.clip(color[sl].astype(np.float64), 0.0, 1.0)
+    solved = (target - (1.0 - aq) * below) / np.maximum(aq, _EPS)
+    rgb = np.where(aq > 0, np.clip(solved, 0.0, 1.0), est)
+    out[sl + (slice(0, 3),)] = np.round(rgb * 255.0).astype(np.uint8)
+    out[sl + (3,)] = a8.astype(np.uint8)
     return out
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Half-open ``(x0, y0, x1, y1)`` of the true pixels of ``mask``, or None if there are none."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def opaque(rgb: np.ndarray) -> np.ndarray:
@@ -112,5 +125,11 @@ def opaque(rgb: np.ndarray) -> np.ndarray:
 
 def over(rgba: np.ndarray, below: np.ndarray) -> np.ndarray:
     """Composite one ``HxWx4 uint8`` layer over an ``HxWx3 float`` [0, 1] image; returns float [0, 1]."""
-    a = rgba[..., 3:4].astype(np.float64) / 255.0
-    return rgba[..., :3].astype(np.float64) / 255.0 * a + below * (1.0 - a)
+    out = below.copy()
+    box = _box(rgba[..., 3] > 0)
+    if box is None:
+        return out
+    sl = (slice(box[1], box[3]), slice(box[0], box[2]))
+    a = rgba[sl + (slice(3, 4),)].astype(np.float64) / 255.0
+    out[sl] = rgba[sl + (slice(0, 3),)].astype(np.float64) / 255.0 * a + below[sl] * (1.0 - a)
+    return out

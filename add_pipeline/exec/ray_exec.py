@@ -25,8 +25,17 @@ from add_pipeline.exec.runner import Attempt, CallResult, ToolSpec, ToolSystemEr
 _WORKER_TOOLS: dict[ToolSpec, Any] = {}
 
 
+def _limit_threads() -> None:
+    """Keep one task on the CPUs Ray gave it: OpenCV ignores OMP_NUM_THREADS, so tell it directly."""
+    import cv2
+
+    cv2.setNumThreads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+
+
 def _cached_tool(spec: ToolSpec) -> Any:
     """Build each tool once per worker process (tasks reuse worker processes)."""
+    if not _WORKER_TOOLS:
+        _limit_threads()
     if spec not in _WORKER_TOOLS:
         _WORKER_TOOLS[spec] = spec.build()
     return _WORKER_TOOLS[spec]
@@ -44,6 +53,7 @@ class ToolActor:
     """A long-lived worker holding one built tool (weights load once)."""
 
     def __init__(self, spec: ToolSpec) -> None:
+        _limit_threads()
         self.tool = spec.build()
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float]:
@@ -64,10 +74,13 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
-    env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False)
         return False
+    # Local workers get one thread per task: parallelism comes from Ray, not from each library
+    # spawning its own pool (which oversubscribes the cores and makes 2 workers slower than 1).
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning", **threads}}
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=env,
              configure_logging=False)
     return True

@@ -171,11 +171,14 @@ def run(opts: RunOptions) -> dict[str, Any]:
     graph = build_graph(checkpointer)
     batcher = _Batcher(store, opts.shard_size)
     t0 = time.perf_counter()
+    t_ready = t0
     counts = {"accepted": 0, "rejected": 0}
+    tool_s = 0.0
     try:
         with _runner(opts, wf, workers) as runner, ThreadPoolExecutor(
             max_workers=workers * wf.execution.in_flight_per_worker, thread_name_prefix="graph"
         ) as pool, tqdm(total=len(todo), unit="img", disable=not opts.progress, dynamic_ncols=True) as bar:
+            t_ready = time.perf_counter()
             window = workers * wf.execution.in_flight_per_worker
             pending: set[Future[SampleOutcome]] = set()
             queue = iter(todo)
@@ -188,6 +191,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
                 for fut in finished:
                     outcome = fut.result()
                     batcher.add(outcome)
+                    tool_s += sum(outcome.tool_seconds.values())
                     counts["accepted" if outcome.row is not None else "rejected"] += 1
                     bar.update(1)
                     bar.set_postfix(ok=counts["accepted"], rej=counts["rejected"])
@@ -195,11 +199,15 @@ def run(opts: RunOptions) -> dict[str, Any]:
                     if nxt is not None:
                         pending.add(pool.submit(decompose_one, nxt, graph, wf, runner, policy, wf.name))
             batcher.flush()
+            t_done = time.perf_counter()
     finally:
         if conn is not None:
             conn.close()
     stats = compute_stats(out)
+    processing = t_done - t_ready
     stats["last_run"] = {"processed": len(todo), **counts, "wall_s": time.perf_counter() - t0,
-                         "workers": workers, "images_per_s": len(todo) / max(time.perf_counter() - t0, 1e-9)}
+                         "startup_s": t_ready - t0, "processing_s": processing, "workers": workers,
+                         "images_per_s": len(todo) / max(processing, 1e-9),
+                         "tool_s": tool_s}
     _write_json(out / "stats.json", stats)
     return stats

@@ -20,7 +20,7 @@ def connect(out: Path) -> duckdb.DuckDBPyConnection:
     for kind in ("shards", "traces", "rejects"):
         files = [str(p) for p in store.committed_files(kind)]
         if files:
-            con.sql(f"create view {kind} as select * from read_parquet({files!r})")
+            con.execute(f"create view {kind} as select * from read_parquet({files!r})")
         else:
             con.register(kind, store.read_table(kind))
     return con
@@ -29,18 +29,18 @@ def connect(out: Path) -> duckdb.DuckDBPyConnection:
 def compute_stats(out: Path) -> dict[str, Any]:
     """Counts, acceptance rate, reject reasons histogram, per-tool latency (from traces)."""
     con = connect(out)
-    accepted = con.sql("select count(*) from shards").fetchone()[0]  # type: ignore[index]
-    rejected = con.sql("select count(*) from rejects").fetchone()[0]  # type: ignore[index]
+    accepted = con.execute("select count(*) from shards").fetchone()[0]  # type: ignore[index]
+    rejected = con.execute("select count(*) from rejects").fetchone()[0]  # type: ignore[index]
     total = accepted + rejected
     reasons = {
         f"{stage}: {key}": n
-        for stage, key, n in con.sql(
-            "select stage, split_part(reason, ':', 1) as key, count(*) as n from rejects "
+        for stage, key, n in con.execute(
+            "select stage, split_part(replace(reason, source || ': ', ''), ':', 1) as key, count(*) as n from rejects "
             "group by all order by n desc, stage, key"
         ).fetchall()
     }
     tools = {}
-    for tool, calls, med, mean, p90, tot, med_wall, errors, retries in con.sql(
+    for tool, calls, med, mean, p90, tot, med_wall, errors, retries in con.execute(
         """
         select tool, count(*) filter (where error is null),
                median(t) , avg(t), quantile_cont(t, 0.9), sum(t), median(duration_s) filter (where error is null),
@@ -53,7 +53,7 @@ def compute_stats(out: Path) -> dict[str, Any]:
     ).fetchall():
         tools[tool] = {"calls": calls, "median_s": med, "mean_s": mean, "p90_s": p90, "total_s": tot,
                        "median_wall_s": med_wall, "errors": errors, "retries": retries}
-    layers = con.sql("select coalesce(avg(len(layers)), 0), coalesce(sum(len(layers)), 0) from shards").fetchone()
+    layers = con.execute("select coalesce(avg(len(layers)), 0), coalesce(sum(len(layers)), 0) from shards").fetchone()
     return {
         "inputs_done": total,
         "accepted": accepted,

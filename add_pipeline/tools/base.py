@@ -10,6 +10,7 @@ register under a name with :func:`register`, and are built by
 from __future__ import annotations
 
 import importlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -302,19 +303,24 @@ def build_tool(family: str, name: str, **params: Any) -> Tool:
 
 
 _BUILTIN_LOADED = False
+_BUILTIN_LOCK = threading.Lock()
 
 
 def _load_builtin() -> None:
-    """Import the modules that register the built-in tools (lazily, to keep import light)."""
+    """Import the modules that register the built-in tools (lazily, to keep import light; thread-safe)."""
     global _BUILTIN_LOADED
     if _BUILTIN_LOADED:
         return
-    _BUILTIN_LOADED = True
-    import add_pipeline.tools.assembler  # noqa: F401  (each module registers on import)
-    import add_pipeline.tools.classical  # noqa: F401
-    import add_pipeline.tools.encoder  # noqa: F401
-    import add_pipeline.tools.loader  # noqa: F401
-    import add_pipeline.tools.verifier  # noqa: F401
+    with _BUILTIN_LOCK:
+        if _BUILTIN_LOADED:
+            return
+        import add_pipeline.tools.assembler  # noqa: F401  (each module registers on import)
+        import add_pipeline.tools.classical  # noqa: F401
+        import add_pipeline.tools.encoder  # noqa: F401
+        import add_pipeline.tools.loader  # noqa: F401
+        import add_pipeline.tools.verifier  # noqa: F401
+
+        _BUILTIN_LOADED = True
 
 
 ToolFactory = Callable[[], Tool]
