@@ -22,6 +22,8 @@ def test_loader_gets_workflow_size_and_seed_reaches_seeded_tools():
     wf = load_workflow("cpu-default").model_copy(update={"seed": 7})
     params = dict(tool_spec(wf, "load").params)
     assert params["working_size"] == wf.working_size
+    assert tool_spec(wf, "segment").build().seed == 7  # GrabCut takes a seed
+    assert not hasattr(tool_spec(wf, "matte").build(), "seed")  # closed-form matting does not
 
 
 def test_unknown_workflow_and_tool_names_list_the_known_ones(tmp_path):

@@ -200,7 +200,7 @@ def order(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
     objs = active(state)
     idx = ctx.tool("order", "order", ctx.store["image"], [ctx.store[f"mask/{o['id']}"] for o in objs])
     ids = [objs[i]["id"] for i in idx]
-    ctx.store["R"] = ctx.store["image"].astype(np.float64) / 255.0
+    ctx.store["R"] = ctx.store["image"].astype(np.float32) / 255.0
     ctx.store["levels"] = []
     ctx.store["inpainted"] = np.zeros(ctx.store["image"].shape[:2], bool)
     return {"order": ids, "peel_queue": list(reversed(ids))}
@@ -217,10 +217,10 @@ def peel(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
     filled = ctx.tool("peel", "inpaint", np.round(current * 255).astype(np.uint8), support,
                       fallback=state.get("inpaint_fallback", False))
     without = current.copy()
-    without[support] = filled[support].astype(np.float64) / 255.0
+    without[support] = filled[support].astype(np.float32) / 255.0
     s = extend_under(ctx.store[f"shadow/{oid}"], support)
     ctx.store["levels"] = [PeelLevel(oid, alpha, ctx.store[f"fg/{oid}"], s, current, without)] + ctx.store["levels"]
-    ctx.store["R"] = deshadow(without, s) if s.any() else without
+    ctx.store["R"] = deshadow(without, s)
     ctx.store["inpainted"] = ctx.store["inpainted"] | support
     return {"peel_queue": rest}
 

@@ -23,8 +23,8 @@ def summarize(obj: Any, depth: int = 0) -> Any:
     """A small JSON-able summary of a tool input or output: arrays become shape/dtype/range."""
     if isinstance(obj, np.ndarray):
         out: dict[str, Any] = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
-        if obj.size and obj.dtype != object:
-            out["min"], out["max"] = float(obj.min()), float(obj.max())
+        if obj.dtype == np.bool_ and obj.ndim == 2:
+            out["true"] = int(np.count_nonzero(obj))  # cheap, and says how big a mask is
         return out
     if isinstance(obj, (bool, int, str)) or obj is None:
         return redact(obj[:200]) if isinstance(obj, str) else obj

@@ -29,12 +29,22 @@ def clean_alpha(alpha: np.ndarray) -> np.ndarray:
     return a
 
 
+def _box(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """Slices of the box around ``mask``'s true pixels grown by ``pad`` px, or None if empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, h)),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, w)))
+
+
 def extend_under(matte: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     """Continue a shadow matte under the object that hides part of it.
 
     The shadow extractor only sees the shadow where the object does not cover it;
     the background under the object was darkened too, so we inpaint the matte into
-    the hidden region (only where it borders shadow).
+    the hidden region (work is limited to the box around shadow and object).
 
     Args:
         matte: ``HxW float32`` [0, 1] shadow strength, zero on ``hidden``.
@@ -42,13 +52,16 @@ def extend_under(matte: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     Returns:
         ``HxW float32`` [0, 1].
     """
-    if not matte.any() or not hidden.any():
-        return matte.astype(np.float32)
-    m8 = np.round(np.clip(matte, 0, 1) * 255).astype(np.uint8)
-    filled = cv2.inpaint(m8, hidden.astype(np.uint8), 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
-    out = matte.astype(np.float32).copy()
-    out[hidden] = filled[hidden]
-    return clean_alpha(out)
+    out = matte.astype(np.float32, copy=True)
+    box = _box((matte > 0) | hidden, pad=8) if matte.any() and hidden.any() else None
+    if box is None:
+        return out
+    m8 = np.round(np.clip(matte[box], 0, 1) * 255).astype(np.uint8)
+    filled = cv2.inpaint(m8, hidden[box].astype(np.uint8), 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    crop = out[box]
+    crop[hidden[box]] = filled[hidden[box]]
+    out[box] = clean_alpha(crop)
+    return out
 
 
 def deshadow(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
@@ -58,10 +71,16 @@ def deshadow(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
         image: ``HxWx3 float`` [0, 1], the scene with the shadow.
         matte: ``HxW float`` [0, 1].
     Returns:
-        ``HxWx3 float64`` [0, 1] shadow-free estimate (clipped where the ratio saturates).
+        ``HxWx3`` [0, 1] (dtype of ``image``) shadow-free estimate, clipped where the ratio
+        saturates; pixels with ``matte == 0`` are returned unchanged.
     """
-    lit = image.astype(np.float64) / np.maximum(1.0 - matte.astype(np.float64), 1e-3)[..., None]
-    return np.clip(lit, 0.0, 1.0)
+    out = image.copy()
+    box = _box(matte > 0, pad=0)
+    if box is None:
+        return out
+    gain = 1.0 / np.maximum(1.0 - matte[box].astype(np.float32), 1e-3)
+    out[box] = np.clip(image[box] * gain[..., None], 0.0, 1.0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,23 @@ from add_pipeline.tools.base import Tool, build_tool, tool_class
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """Everything needed to build one tool on any worker: family, registry name, parameters."""
+    """Everything needed to build one tool on any worker: family, registry name, parameters, seed.
+
+    The seed is handed to the tool only if its constructor takes one, which is checked where the
+    tool is built (on the worker), so that the driver never imports tool implementations.
+    """
 
     family: str
     backend: str
     params: tuple[tuple[str, Any], ...]
+    seed: int = 0
 
     def build(self) -> Tool:
-        return build_tool(self.family, self.backend, **dict(self.params))
+        params = dict(self.params)
+        cls = tool_class(self.family, self.backend)
+        if "seed" not in params and "seed" in inspect.signature(cls.__init__).parameters:
+            params["seed"] = self.seed
+        return build_tool(self.family, self.backend, **params)
 
 
 def tool_spec(workflow: Workflow, step: str, fallback: bool = False) -> ToolSpec:
@@ -38,14 +47,7 @@ def tool_spec(workflow: Workflow, step: str, fallback: bool = False) -> ToolSpec
         params = {**params, "working_size": workflow.working_size, "max_pixels": workflow.max_pixels}
     if card.checkpoint is not None:
         params = {**params, "checkpoint": card.checkpoint}
-    if "seed" not in params and _accepts(card.family, card.backend, "seed"):
-        params = {**params, "seed": workflow.seed}
-    return ToolSpec(card.family, card.backend, tuple(sorted(params.items())))
-
-
-def _accepts(family: str, backend: str, arg: str) -> bool:
-    """Whether the registered tool's constructor takes ``arg``."""
-    return arg in inspect.signature(tool_class(family, backend).__init__).parameters
+    return ToolSpec(card.family, card.backend, tuple(sorted(params.items())), workflow.seed)
 
 
 @dataclass(frozen=True)

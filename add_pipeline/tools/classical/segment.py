@@ -28,7 +28,10 @@ class GrabCutSegmenter(Segmenter):
 
     name = "grabcut"
 
-    def __init__(self, iterations: int = 4, margin: float = 0.15, max_side: int = 256, sure_core: bool = True) -> None:
+    def __init__(
+        self, iterations: int = 4, margin: float = 0.15, max_side: int = 256, sure_core: bool = True, seed: int = 0
+    ) -> None:
+        self.seed = int(seed)  # GrabCut's GMM initialisation draws from OpenCV's RNG
         self.iterations = int(iterations)
         self.margin = float(margin)
         self.max_side = int(max_side)
@@ -70,6 +73,7 @@ class GrabCutSegmenter(Segmenter):
             small_init[sh // 2, sw // 2] = cv2.GC_PR_FGD
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         bgr = np.ascontiguousarray(small[..., ::-1])
+        cv2.setRNGSeed(self.seed)  # same input, same mask, whatever ran before on this worker
         cv2.grabCut(bgr, small_init, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
         fg_small = ((small_init == cv2.GC_FGD) | (small_init == cv2.GC_PR_FGD)).astype(np.float32)
         if s < 1:
