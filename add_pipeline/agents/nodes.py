@@ -140,7 +140,7 @@ def segment(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
             continue
         dup = next((o["id"] for o in objects if o["status"] == "active" and o["id"] != oid
                     and f"mask/{o['id']}" in ctx.store
-                    and _iou(ctx.store[f"mask/{o['id']}"], seg.mask) > 0.8), None)
+                    and _overlap(ctx.store[f"mask/{o['id']}"], seg.mask) > 0.6), None)
         if dup is not None:
             objects = _drop(ctx, objects, oid, f"duplicate of {dup}", "segment")
             continue
@@ -151,9 +151,10 @@ def segment(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
     return {"objects": objects}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = float((a | b).sum())
-    return float((a & b).sum()) / union if union else 0.0
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller mask: 1.0 when one mask (nearly) contains the other."""
+    smaller = float(min(a.sum(), b.sum()))
+    return float((a & b).sum()) / smaller if smaller else 0.0
 
 
 @guarded("matte")

@@ -235,39 +235,42 @@ def _layerd_gain(stack: list[np.ndarray], others: list[np.ndarray], sim: np.ndar
                  pairs: list[tuple[int, int]], i: int) -> float:
     """LayerD's estimated gain of merging ``stack[i]`` and ``stack[i + 1]``.
 
-    ``sim[a, b] = 1 - cost(stack[a], others[b])`` and ``pairs`` maps stack index to others
-    index along the current path.  Before: each of the two layers earns the similarity to
-    the targets it is matched with.  After: the merged layer earns it against the targets
-    of layer ``i``, plus the best of (the merged layer against the targets of ``i + 1``,
-    layer ``i + 2`` against those of ``i``, layer ``i + 2`` against those of ``i + 1``).
+    ``sim[a, b] = 1 - cost(stack[a], others[b])`` (the stack's layer in the first slot)
+    and ``pairs`` maps stack index to others index along the current path.  Before: each
+    of the two layers earns its similarity to the layers it is matched with.  After: the
+    merged layer earns it against the matches of layer ``i``, plus the best of (the merged
+    layer against the matches of ``i + 1``, layer ``i + 2`` against those of ``i``, layer
+    ``i + 2`` against those of ``i + 1``).  Sums, not means, as in LayerD.
     """
     t0 = [b for a, b in pairs if a == i]
     t1 = [b for a, b in pairs if a == i + 1]
     merged = merge_over(stack[i], stack[i + 1])
-
-    def s(layer: np.ndarray, targets: list[int]) -> float:
-        return sum(1.0 - pair_score(layer, others[b]).cost for b in targets)
-
-    before = float(sum(sim[i, b] for b in t0) + sum(sim[i + 1, b] for b in t1))
-    options = [s(merged, t1)]
+    m0, m1 = (sum(1.0 - pair_score(merged, others[b]).cost for b in t) for t in (t0, t1))
+    before = float(sim[i, t0].sum() + sim[i + 1, t1].sum())
+    options = [m1]
     if i + 2 < len(stack):
-        options += [float(sum(sim[i + 2, b] for b in t0)), float(sum(sim[i + 2, b] for b in t1))]
-    return s(merged, t0) + max(options) - before
+        options += [float(sim[i + 2, t0].sum()), float(sim[i + 2, t1].sum())]
+    return m0 + max(options) - before
 
 
 def _best_layerd_merge(al: _Aligned, path: list[tuple[int, int]]) -> tuple[Side, int] | None:
-    """LayerD's pick: the largest positive estimated gain; a tie between the stacks goes to gt."""
-    sim = 1.0 - al.cost
+    """LayerD's pick: the largest positive estimated gain; a tie between the stacks goes to gt.
+
+    On the ground-truth side LayerD scores with the arguments swapped (a gt layer in the
+    prediction slot, so its colour error is taken under the *prediction's* alpha); kept.
+    """
     best: dict[Side, tuple[float, int]] = {}
-    sides: tuple[tuple[Side, list[np.ndarray], list[np.ndarray], np.ndarray, list[tuple[int, int]]], ...] = (
-        ("pred", al.pred, al.gt, sim, path),
-        ("gt", al.gt, al.pred, sim.T, [(j, i) for i, j in path]),
-    )
-    for side, stack, others, s, pairs in sides:
+    for side in ("pred", "gt"):
+        stack, others = (al.pred, al.gt) if side == "pred" else (al.gt, al.pred)
         if len(stack) <= MIN_LAYERS:
             continue
+        if side == "pred":
+            sim, pairs = 1.0 - al.cost, path
+        else:
+            sim = np.array([[1.0 - pair_score(g, p).cost for p in al.pred] for g in al.gt])
+            pairs = [(j, i) for i, j in path]
         for i in range(len(stack) - 1):
-            gain = _layerd_gain(stack, others, s, pairs, i)
+            gain = _layerd_gain(stack, others, sim, pairs, i)
             if gain > 0 and (side not in best or gain > best[side][0]):  # ties keep the lowest index
                 best[side] = (gain, i)
     if "pred" in best and ("gt" not in best or best["pred"][0] > best["gt"][0]):
