@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,21 @@ def render_trace(out: Path, trace_id: str) -> str:
             lines.append(f"│  │     input: {_short(inp)}")
     lines.append("└─ end")
     return "\n".join(lines)
+
+
+def graph_state(out: Path, trace_id: str) -> dict[str, Any] | None:
+    """The last LangGraph checkpoint of one graph run (its state values), or None if not kept."""
+    db = out / "checkpoints.sqlite"
+    if not db.exists():
+        return None
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(db, check_same_thread=False)
+    try:
+        found = SqliteSaver(conn).get_tuple({"configurable": {"thread_id": trace_id}})
+    finally:
+        conn.close()
+    return None if found is None else dict(found.checkpoint["channel_values"])
 
 
 def save_sample(out: Path, kind: str, record: dict[str, Any], trace: str, dest: Path) -> list[Path]:

@@ -79,9 +79,10 @@ def stats(out: Path, as_json: bool) -> None:
 @click.argument("sample_id")
 @click.option("--save", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write layer PNGs, the composite and the trace here.")
-def show(out: Path, sample_id: str, save: Path | None) -> None:
+@click.option("--state", is_flag=True, help="Also print the graph's last checkpointed state (JSON).")
+def show(out: Path, sample_id: str, save: Path | None, state: bool) -> None:
     """Show one sample: its layers (or why it was rejected) and its agent trace."""
-    from add_pipeline.browse import find_sample, render_trace, save_sample
+    from add_pipeline.browse import find_sample, graph_state, render_trace, save_sample
 
     found = find_sample(out, sample_id)
     if found is None:
@@ -100,6 +101,10 @@ def show(out: Path, sample_id: str, save: Path | None) -> None:
         written = save_sample(out, kind, record, trace, save)
         click.echo(f"wrote {len(written)} files to {save / sample_id}")
     click.echo("\n" + trace)
+    if state:
+        values = graph_state(out, record["trace_id"])
+        click.echo("\n(no checkpoint kept for this sample)" if values is None else
+                   "\ngraph state:\n" + json.dumps(values, indent=2, sort_keys=True, default=str))
 
 
 @main.command()

@@ -125,8 +125,9 @@ def test_cli_stats_show_traces(result, tmp_path):
     composite = cv2.imread(str(saved / "composite.png"))
     original = cv2.imread(str(saved / "input.png"))
     assert np.abs(composite.astype(int) - original.astype(int)).max() <= 8
-    r = cli.invoke(main, ["show", str(result), "empty.jpg"])
+    r = cli.invoke(main, ["show", str(result), "empty.jpg", "--state"])
     assert r.exit_code == 0 and "REJECTED at load" in r.output
+    assert '"status": "rejected"' in r.output and '"stage": "load"' in r.output  # checkpointed state
     r = cli.invoke(main, ["traces", str(result), "--sample", "scene2.png"])
     assert r.exit_code == 0 and "peel" in r.output and "verify" in r.output
     r = cli.invoke(main, ["traces", str(result), "--sql",

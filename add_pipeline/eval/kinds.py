@@ -144,12 +144,9 @@ def kind_scores(pred: Sequence[EvalLayer], gt: Sequence[EvalLayer], band_px: int
     shape = gt[0].rgba.shape
     if any(layer.rgba.shape != shape for layer in [*pred, *gt]):
         raise ValueError(f"all layers must share the ground truth's size {shape[:2]}")
-    g_obj = [layer for layer in gt if layer.kind == "object"]
-    g_sh = [layer for layer in gt if layer.kind == "shadow"]
-    p_obj = [layer for layer in pred if layer.kind == "object"]
-    p_sh = [layer for layer in pred if layer.kind == "shadow"]
+    g_obj, g_sh = [x for x in gt if x.kind == "object"], [x for x in gt if x.kind == "shadow"]
+    p_obj, p_sh = [x for x in pred if x.kind == "object"], [x for x in pred if x.kind == "shadow"]
 
-    # background inside the removed region
     removed = np.zeros(shape[:2], bool)
     for layer in (*g_obj, *g_sh):
         removed |= layer.rgba[..., 3] > 0
@@ -159,58 +156,65 @@ def kind_scores(pred: Sequence[EvalLayer], gt: Sequence[EvalLayer], band_px: int
         bg_l1 = float(np.abs(diff).mean())
         bg_psnr = _psnr(float((diff**2).mean()))
 
-    # objects
-    ga, pa = [_alpha(layer) for layer in g_obj], [_alpha(layer) for layer in p_obj]
-    obj_match = {g: p for p, g in hungarian_by_iou(pa, ga)}
-    objects = []
-    for gi, g in enumerate(g_obj):
-        pi = obj_match.get(gi)
-        p_alpha = pa[pi] if pi is not None else np.zeros_like(ga[gi])
-        err = np.abs(p_alpha - ga[gi])
-        band = boundary_band(ga[gi], band_px)
-        objects.append(
-            ObjectScore(
-                gt=g.name,
-                pred=None if pi is None else p_obj[pi].name,
-                iou=soft_iou(p_alpha, ga[gi]),
-                sad=float(err.sum()) / 1000.0,
-                boundary_sad=float(err[band].sum()) / 1000.0,
-            )
-        )
-
-    # shadows: through the parent object first, then by IoU among the rest
-    pred_of_gt_obj = {g_obj[g].name: p_obj[p].name for g, p in obj_match.items()}
-    sh_pred: dict[int, list[int]] = {}
-    used: set[int] = set()
-    for gi, g in enumerate(g_sh):
-        parent = pred_of_gt_obj.get(g.parent) if g.parent is not None else None
-        kids = [pi for pi, p in enumerate(p_sh) if parent is not None and p.parent == parent and pi not in used]
-        if kids:
-            sh_pred[gi] = kids
-            used.update(kids)
-    rest_g = [gi for gi in range(len(g_sh)) if gi not in sh_pred]
-    rest_p = [pi for pi in range(len(p_sh)) if pi not in used]
-    for p, g in hungarian_by_iou([_alpha(p_sh[i]) for i in rest_p], [_alpha(g_sh[i]) for i in rest_g]):
-        sh_pred[rest_g[g]] = [rest_p[p]]
-    shadows = []
-    for gi, g in enumerate(g_sh):
-        g_alpha = _alpha(g)
-        kids = sh_pred.get(gi, [])
-        p_alpha = np.max([_alpha(p_sh[k]) for k in kids], axis=0) if kids else np.zeros_like(g_alpha)
-        support = (g_alpha > 0) | (p_alpha > 0)
-        mae = float(np.abs(p_alpha - g_alpha)[support].mean()) if support.any() else 0.0
-        name = "+".join(p_sh[k].name for k in kids) or None
-        shadows.append(ShadowScore(gt=g.name, pred=name, iou=soft_iou(p_alpha, g_alpha), mae=mae))
-
+    objects = _object_scores(p_obj, g_obj, band_px)
+    owner = {o.gt: o.pred for o in objects if o.pred is not None}  # gt object name -> pred object name
     return KindScores(
         bg_rgb_l1=bg_l1,
         bg_psnr=bg_psnr,
         removed_fraction=float(removed.mean()),
-        objects=tuple(objects),
-        shadows=tuple(shadows),
+        objects=objects,
+        shadows=_shadow_scores(p_sh, g_sh, owner),
         n_pred_objects=len(p_obj),
         n_pred_shadows=len(p_sh),
     )
+
+
+def _object_scores(pred: list[EvalLayer], gt: list[EvalLayer], band_px: int) -> tuple[ObjectScore, ...]:
+    """Each gt object against its Hungarian match (or an empty matte)."""
+    ga, pa = [_alpha(x) for x in gt], [_alpha(x) for x in pred]
+    match = {gi: pi for pi, gi in hungarian_by_iou(pa, ga)}
+    out = []
+    for gi, g_layer in enumerate(gt):
+        pi = match.get(gi)
+        p_alpha = pa[pi] if pi is not None else np.zeros_like(ga[gi])
+        err = np.abs(p_alpha - ga[gi])
+        out.append(
+            ObjectScore(
+                gt=g_layer.name,
+                pred=None if pi is None else pred[pi].name,
+                iou=soft_iou(p_alpha, ga[gi]),
+                sad=float(err.sum()) / 1000.0,
+                boundary_sad=float(err[boundary_band(ga[gi], band_px)].sum()) / 1000.0,
+            )
+        )
+    return tuple(out)
+
+
+def _shadow_scores(pred: list[EvalLayer], gt: list[EvalLayer], owner: dict[str, str]) -> tuple[ShadowScore, ...]:
+    """Each gt shadow against the pred shadows of its parent's match, else a Hungarian match."""
+    assigned: dict[int, list[int]] = {}
+    used: set[int] = set()
+    for gi, g_layer in enumerate(gt):
+        parent = owner.get(g_layer.parent) if g_layer.parent is not None else None
+        kids = [pi for pi, p_layer in enumerate(pred) if parent is not None and p_layer.parent == parent]
+        kids = [pi for pi in kids if pi not in used]
+        if kids:
+            assigned[gi] = kids
+            used.update(kids)
+    rest_g = [gi for gi in range(len(gt)) if gi not in assigned]
+    rest_p = [pi for pi in range(len(pred)) if pi not in used]
+    for a, b in hungarian_by_iou([_alpha(pred[i]) for i in rest_p], [_alpha(gt[i]) for i in rest_g]):
+        assigned[rest_g[b]] = [rest_p[a]]
+    out = []
+    for gi, g_layer in enumerate(gt):
+        g_alpha = _alpha(g_layer)
+        kids = assigned.get(gi, [])
+        p_alpha = np.max([_alpha(pred[k]) for k in kids], axis=0) if kids else np.zeros_like(g_alpha)
+        support = (g_alpha > 0) | (p_alpha > 0)
+        mae = float(np.abs(p_alpha - g_alpha)[support].mean()) if support.any() else 0.0
+        name = "+".join(pred[k].name for k in kids) or None
+        out.append(ShadowScore(gt=g_layer.name, pred=name, iou=soft_iou(p_alpha, g_alpha), mae=mae))
+    return tuple(out)
 
 
 def _mean(values: Sequence[float]) -> float | None:

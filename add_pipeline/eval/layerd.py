@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -67,12 +68,11 @@ def rgb_l1(pred: np.ndarray, gt: np.ndarray) -> float:
     as LayerD does (its denominator is ``count + 1e-8``).
     """
     _check_pair(pred, gt)
-    mask = gt[..., 3] > 0
-    n = int(mask.sum())
-    if n == 0:
+    mask = (gt[..., 3] > 0).view(np.uint8)
+    if not mask.any():
         return 0.0
-    diff = np.abs(pred[..., :3][mask].astype(np.int16) - gt[..., :3][mask].astype(np.int16))
-    return float(diff.sum(dtype=np.int64)) / (3.0 * 255.0 * n)
+    per_channel = cv2.mean(cv2.absdiff(np.ascontiguousarray(pred), np.ascontiguousarray(gt)), mask=mask)
+    return float(sum(per_channel[:3])) / (3.0 * 255.0)
 
 
 def alpha_iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -88,9 +88,6 @@ class PairScore:
     cost: float
     rgb_l1: float
     alpha_iou: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"cost": self.cost, "rgb_l1": self.rgb_l1, "alpha_iou": self.alpha_iou}
 
 
 def pair_score(pred: np.ndarray, gt: np.ndarray) -> PairScore:
@@ -189,43 +186,37 @@ def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
 
 
 class _Aligned:
-    """Two grouped stacks and their pair-metric matrices (rows: pred, columns: gt), kept in step."""
+    """Two grouped stacks and ``mats[k, pred, gt]`` (k: cost, RGB L1, alpha IoU), kept in step."""
 
-    def __init__(self, pred: list[np.ndarray], gt: list[np.ndarray]) -> None:
+    def __init__(self, pred: list[np.ndarray], gt: list[np.ndarray], mats: np.ndarray | None = None) -> None:
         self.pred, self.gt = pred, gt
-        scores = [[pair_score(p, g) for g in gt] for p in pred]
-        self.cost = np.array([[s.cost for s in row] for row in scores], dtype=np.float64)
-        self.l1 = np.array([[s.rgb_l1 for s in row] for row in scores], dtype=np.float64)
-        self.iou = np.array([[s.alpha_iou for s in row] for row in scores], dtype=np.float64)
+        if mats is None:
+            mats = np.array([[_triple(pair_score(p, g)) for g in gt] for p in pred]).transpose(2, 0, 1)
+        self.mats = mats
+        self.cost = mats[0]
 
     def path(self) -> list[tuple[int, int]]:
         return dtw_path(self.cost)
 
     def score(self, path: list[tuple[int, int]]) -> PairScore:
         rows, cols = np.array(path).T
-        return PairScore(
-            cost=float(self.cost[rows, cols].mean()),
-            rgb_l1=float(self.l1[rows, cols].mean()),
-            alpha_iou=float(self.iou[rows, cols].mean()),
-        )
+        return PairScore(*(float(v) for v in self.mats[:, rows, cols].mean(axis=1)))
 
     def merged(self, side: Side, i: int) -> _Aligned:
         """A copy with layers ``i`` and ``i + 1`` of ``side`` merged (``i + 1`` over ``i``)."""
-        out = _Aligned.__new__(_Aligned)
-        out.pred, out.gt = list(self.pred), list(self.gt)
-        stack = out.pred if side == "pred" else out.gt
+        pred, gt = list(self.pred), list(self.gt)
+        stack = pred if side == "pred" else gt
         stack[i : i + 2] = [merge_over(stack[i], stack[i + 1])]
-        axis = 0 if side == "pred" else 1
-        fresh = [pair_score(stack[i], g) for g in out.gt] if side == "pred" else [pair_score(p, stack[i]) for p in out.pred]
-        for name, key in (("cost", "cost"), ("l1", "rgb_l1"), ("iou", "alpha_iou")):
-            mat = np.delete(getattr(self, name), i + 1, axis=axis)
-            vals = np.array([getattr(s, key) for s in fresh])
-            if axis == 0:
-                mat[i, :] = vals
-            else:
-                mat[:, i] = vals
-            setattr(out, name, mat)
-        return out
+        mats = np.delete(self.mats, i + 1, axis=1 if side == "pred" else 2)
+        if side == "pred":
+            mats[:, i, :] = np.array([_triple(pair_score(stack[i], g)) for g in gt]).T
+        else:
+            mats[:, :, i] = np.array([_triple(pair_score(p, stack[i])) for p in pred]).T
+        return _Aligned(pred, gt, mats)
+
+
+def _triple(s: PairScore) -> tuple[float, float, float]:
+    return (s.cost, s.rgb_l1, s.alpha_iou)
 
 
 # ---------------------------------------------------------------- merge edits
@@ -260,7 +251,8 @@ def _best_layerd_merge(al: _Aligned, path: list[tuple[int, int]]) -> tuple[Side,
     prediction slot, so its colour error is taken under the *prediction's* alpha); kept.
     """
     best: dict[Side, tuple[float, int]] = {}
-    for side in ("pred", "gt"):
+    sides: tuple[Side, Side] = ("pred", "gt")
+    for side in sides:
         stack, others = (al.pred, al.gt) if side == "pred" else (al.gt, al.pred)
         if len(stack) <= MIN_LAYERS:
             continue
@@ -286,7 +278,8 @@ def _best_exhaustive_merge(al: _Aligned, current: float) -> tuple[Side, int, _Al
     Ties prefer the prediction, then the lower index.
     """
     best: tuple[float, Side, int, _Aligned] | None = None
-    for side in ("pred", "gt"):
+    sides: tuple[Side, Side] = ("pred", "gt")
+    for side in sides:
         stack = al.pred if side == "pred" else al.gt
         if len(stack) <= MIN_LAYERS:
             continue
@@ -349,7 +342,8 @@ def evaluate_grouped(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], max_m
         raise ValueError(f"both stacks need at least one layer, got {len(pred)} pred and {len(gt)} gt")
     al = _Aligned(list(pred), list(gt))
     path = al.path()
-    levels, edits = [al.score(path)], []
+    levels: list[PairScore] = [al.score(path)]
+    edits: list[str] = []
     while len(edits) < max_merges:
         if merge_rule == "layerd":
             choice = _best_layerd_merge(al, path)

@@ -135,7 +135,7 @@ def evaluate(
 
 def _fmt(value: object, digits: int) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, int):
         return str(value)
     return f"{float(value):.{digits}f}"  # type: ignore[arg-type]
@@ -147,7 +147,9 @@ def to_markdown(report_or_reports: Mapping[str, dict]) -> str:
     Args:
         report_or_reports: ``{method name: report}``, or a single report (named ``"method"``).
     """
-    reports: Mapping[str, dict] = {"method": report_or_reports} if "levels" in report_or_reports else report_or_reports
+    reports: Mapping[str, dict] = report_or_reports
+    if "levels" in report_or_reports:  # a single report
+        reports = {"method": dict(report_or_reports)}
     if not reports:
         raise ValueError("to_markdown needs at least one report")
     n_levels = max(len(r["levels"]) for r in reports.values())
@@ -157,8 +159,8 @@ def to_markdown(report_or_reports: Mapping[str, dict]) -> str:
     notes = []
     for name, r in reports.items():
         lv = r["levels"]
-        l1 = [_fmt(lv[k]["rgb_l1"], 4) if k < len(lv) else "–" for k in ks]
-        iou = [_fmt(lv[k]["alpha_iou"], 4) if k < len(lv) else "–" for k in ks]
+        l1 = [_fmt(lv[k]["rgb_l1"], 4) if k < len(lv) else "-" for k in ks]
+        iou = [_fmt(lv[k]["alpha_iou"], 4) if k < len(lv) else "-" for k in ks]
         lines.append("| " + " | ".join([name, str(r["count"]), *l1, *iou, _fmt(r["mean_merges"], 2)]) + " |")
         un, failed = r.get("unmatched", {}), r.get("failed", [])
         if un.get("pred_only") or un.get("gt_only") or failed:

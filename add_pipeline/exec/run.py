@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
@@ -84,8 +84,8 @@ def _check_resumable(out: Path, wf: Workflow, overwrite: bool) -> None:
 
 
 @contextmanager
-def _runner(opts: RunOptions, wf: Workflow, workers: int) -> Iterator[ToolRunner]:
-    if opts.local:
+def _runner(local: bool, ray_address: str | None, wf: Workflow, workers: int) -> Iterator[ToolRunner]:
+    if local:
         runner: ToolRunner = LocalToolRunner(wf)
         try:
             yield runner
@@ -94,7 +94,7 @@ def _runner(opts: RunOptions, wf: Workflow, workers: int) -> Iterator[ToolRunner
         return
     from add_pipeline.exec.ray_exec import RayToolRunner, start_ray, stop_ray  # Ray only when asked for
 
-    started = start_ray(opts.ray_address, None if opts.ray_address else workers)
+    started = start_ray(ray_address, None if ray_address else workers)
     runner = RayToolRunner(wf)
     try:
         yield runner
@@ -134,80 +134,132 @@ class _Batcher:
         self.rows, self.rejects, self.traces = [], [], []
 
 
-def run(opts: RunOptions) -> dict[str, Any]:
-    """Run the decompose stage; returns the stats written to ``OUT/stats.json``."""
-    if opts.shard_size < 1:
-        raise RunError(f"--shard-size must be >= 1, got {opts.shard_size}")
-    wf = load_workflow(opts.workflow).model_copy(update={"seed": opts.seed})
-    workers = opts.workers or os.cpu_count() or 1
-    if workers < 1:
-        raise RunError(f"--workers must be >= 1, got {workers}")
-    items: list[InputItem] = enumerate_inputs(opts.input)
-    if opts.limit is not None:
-        items = items[: opts.limit]
-    out = opts.out
+class Job(Protocol):
+    """One kind of per-item work (decompose a photo, compose a sample) that :func:`execute` schedules."""
+
+    workflow: Workflow
+
+    def process(self, item: InputItem, runner: ToolRunner) -> SampleOutcome:
+        """Run one item; per-item problems come back as a reject, never as an exception."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """How to run a job: where, with how many workers, committing how often."""
+
+    out: Path
+    workers: int
+    shard_size: int = 64
+    ray_address: str | None = None
+    overwrite: bool = False
+    local: bool = False
+    progress: bool = True
+
+
+def prepare_out(items: list[InputItem], wf: Workflow, ex: ExecOptions, run_info: dict[str, Any]) -> list[InputItem]:
+    """Create/clean ``out``, refuse a different workflow, write ``run.json``; return the items still to do."""
+    if ex.shard_size < 1:
+        raise RunError(f"shard size must be >= 1, got {ex.shard_size}")
+    if ex.workers < 1:
+        raise RunError(f"workers must be >= 1, got {ex.workers}")
+    out = ex.out
     out.mkdir(parents=True, exist_ok=True)
-    _check_resumable(out, wf, opts.overwrite)
+    _check_resumable(out, wf, ex.overwrite)
     store = ShardStore(out)
-    store.prepare(overwrite=opts.overwrite)
-    if opts.overwrite:
+    store.prepare(overwrite=ex.overwrite)
+    if ex.overwrite:
         for stale in ("checkpoints.sqlite", "stats.json"):
             (out / stale).unlink(missing_ok=True)
     done = store.done_ids()
     todo = [i for i in items if i.sample_id not in done]
     _write_json(out / "run.json", {
-        "options": {**asdict(opts), "out": str(opts.out), "workers": workers},
-        "workflow": wf.model_dump(mode="json"), "workflow_hash": wf.digest(), "seed": opts.seed,
+        **run_info, "exec": {**asdict(ex), "out": str(ex.out)},
+        "workflow": wf.model_dump(mode="json"), "workflow_hash": wf.digest(), "seed": wf.seed,
         "versions": _versions(), "inputs": len(items), "already_done": len(items) - len(todo),
     })
-    policy = _policy(wf, out)
-    conn = None
-    checkpointer = None
-    if wf.execution.checkpoint_graphs:
-        from langgraph.checkpoint.sqlite import SqliteSaver
+    return todo
 
-        conn = sqlite3.connect(out / "checkpoints.sqlite", check_same_thread=False)
-        checkpointer = SqliteSaver(conn)
-    graph = build_graph(checkpointer)
-    batcher = _Batcher(store, opts.shard_size)
+
+def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
+    """Process ``todo`` with ``job``, many in flight, committing in batches; returns the run's stats."""
+    wf = job.workflow
+    batcher = _Batcher(ShardStore(ex.out), ex.shard_size)
     t0 = time.perf_counter()
-    t_ready = t0
+    t_ready = t_done = t0
     counts = {"accepted": 0, "rejected": 0}
     tool_s = 0.0
-    try:
-        with _runner(opts, wf, workers) as runner, ThreadPoolExecutor(
-            max_workers=workers * wf.execution.in_flight_per_worker, thread_name_prefix="graph"
-        ) as pool, tqdm(total=len(todo), unit="img", disable=not opts.progress, dynamic_ncols=True) as bar:
-            t_ready = time.perf_counter()
-            window = workers * wf.execution.in_flight_per_worker
-            pending: set[Future[SampleOutcome]] = set()
-            queue = iter(todo)
-            for item in queue:
-                pending.add(pool.submit(decompose_one, item, graph, wf, runner, policy, wf.name))
-                if len(pending) >= window:
-                    break
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    outcome = fut.result()
-                    batcher.add(outcome)
-                    tool_s += sum(outcome.tool_seconds.values())
-                    counts["accepted" if outcome.row is not None else "rejected"] += 1
-                    bar.update(1)
-                    bar.set_postfix(ok=counts["accepted"], rej=counts["rejected"])
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(decompose_one, nxt, graph, wf, runner, policy, wf.name))
-            batcher.flush()
-            t_done = time.perf_counter()
-    finally:
-        if conn is not None:
-            conn.close()
-    stats = compute_stats(out)
+    window = ex.workers * wf.execution.in_flight_per_worker
+    with _runner(ex.local, ex.ray_address, wf, ex.workers) as runner, ThreadPoolExecutor(
+        max_workers=window, thread_name_prefix="graph"
+    ) as pool, tqdm(total=len(todo), unit="img", disable=not ex.progress, dynamic_ncols=True) as bar:
+        t_ready = time.perf_counter()
+        pending: set[Future[SampleOutcome]] = set()
+        queue = iter(todo)
+        for item in queue:
+            pending.add(pool.submit(job.process, item, runner))
+            if len(pending) >= window:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                outcome = fut.result()
+                batcher.add(outcome)
+                tool_s += sum(outcome.tool_seconds.values())
+                counts["accepted" if outcome.row is not None else "rejected"] += 1
+                bar.update(1)
+                bar.set_postfix(ok=counts["accepted"], rej=counts["rejected"])
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(job.process, nxt, runner))
+        batcher.flush()
+        t_done = time.perf_counter()
+    stats = compute_stats(ex.out)
     processing = t_done - t_ready
     stats["last_run"] = {"processed": len(todo), **counts, "wall_s": time.perf_counter() - t0,
-                         "startup_s": t_ready - t0, "processing_s": processing, "workers": workers,
-                         "images_per_s": len(todo) / max(processing, 1e-9),
-                         "tool_s": tool_s}
-    _write_json(out / "stats.json", stats)
+                         "startup_s": t_ready - t0, "processing_s": processing, "workers": ex.workers,
+                         "images_per_s": len(todo) / max(processing, 1e-9), "tool_s": tool_s}
+    _write_json(ex.out / "stats.json", stats)
     return stats
+
+
+@contextmanager
+def checkpointer(out: Path, enabled: bool) -> Iterator[Any]:
+    """A LangGraph SqliteSaver on ``out/checkpoints.sqlite`` (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(out / "checkpoints.sqlite", check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")  # many graph threads write; WAL keeps commits cheap
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+@dataclass
+class DecomposeJob:
+    """Decompose one photo through the ADD graph."""
+
+    workflow: Workflow
+    graph: Any
+    policy: Policy
+
+    def process(self, item: InputItem, runner: ToolRunner) -> SampleOutcome:
+        return decompose_one(item, self.graph, self.workflow, runner, self.policy, self.workflow.name)
+
+
+def run(opts: RunOptions) -> dict[str, Any]:
+    """Run the decompose stage; returns the stats written to ``OUT/stats.json``."""
+    wf = load_workflow(opts.workflow).model_copy(update={"seed": opts.seed})
+    ex = ExecOptions(out=opts.out, workers=opts.workers or os.cpu_count() or 1, shard_size=opts.shard_size,
+                     ray_address=opts.ray_address, overwrite=opts.overwrite, local=opts.local,
+                     progress=opts.progress)
+    items: list[InputItem] = enumerate_inputs(opts.input)
+    if opts.limit is not None:
+        items = items[: opts.limit]
+    todo = prepare_out(items, wf, ex, {"stage": "decompose", "options": {**asdict(opts), "out": str(opts.out)}})
+    with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
+        return execute(todo, DecomposeJob(wf, build_graph(saver), _policy(wf, ex.out)), ex)
