@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from add_pipeline.agents.schemas import Plan
 
 STEPS = ("load", "propose", "segment", "matte", "shadow", "inpaint", "order", "assemble", "verify", "encode")
+#: Steps each stage's workflow must name; a tool card's family must equal the step it serves.
+STAGE_STEPS: dict[str, tuple[str, ...]] = {"decompose": STEPS, "compose": ("render", "audit", "encode")}
+Family = Literal["load", "propose", "segment", "matte", "shadow", "inpaint", "order", "assemble", "verify", "encode",
+                 "render", "audit"]
 
 
 def config_root() -> Path:
@@ -46,7 +50,7 @@ class ToolCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    family: Literal["load", "propose", "segment", "matte", "shadow", "inpaint", "order", "assemble", "verify", "encode"]
+    family: Family
     backend: str = Field(description="registry name of the implementation within its family")
     description: str = ""
     checkpoint: str | None = Field(default=None, description="local path or hub id of weights; None = no weights")
@@ -102,6 +106,7 @@ class Workflow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
+    stage: Literal["decompose", "compose"] = "decompose"
     description: str = ""
     working_size: int = Field(default=512, ge=64, le=4096)
     seed: int = Field(default=0, description="passed to every tool that takes a seed (run --seed)")
@@ -163,13 +168,17 @@ def load_workflow(name_or_path: str, root: Path | None = None) -> Workflow:
         known = sorted(p.stem for p in (root / "workflows").glob("*.yaml"))
         raise ConfigError(f"workflow {name_or_path!r} not found (looked for {path}); known: {known}")
     data = _read_yaml(path)
-    missing = [s for s in STEPS if s not in data.get("steps", {})]
+    stage = data.get("stage", "decompose")
+    if stage not in STAGE_STEPS:
+        raise ConfigError(f"{path}: unknown stage {stage!r}; stages are {sorted(STAGE_STEPS)}")
+    steps = STAGE_STEPS[stage]
+    missing = [s for s in steps if s not in data.get("steps", {})]
     if missing:
         raise ConfigError(f"{path}: steps missing: {missing}")
     cards: dict[str, ToolCard] = {}
     for step_name, step in data["steps"].items():
-        if step_name not in STEPS:
-            raise ConfigError(f"{path}: unknown step {step_name!r}; steps are {list(STEPS)}")
+        if step_name not in steps:
+            raise ConfigError(f"{path}: unknown step {step_name!r}; {stage} steps are {list(steps)}")
         for card_name in (step.get("tool"), step.get("fallback")):
             if card_name and card_name not in cards:
                 card = load_card(card_name, root)
