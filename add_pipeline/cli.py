@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from add_pipeline.cli_tools import tools
 from add_pipeline.core.config import ConfigError
 
 
@@ -144,6 +145,32 @@ def _table(rel: object) -> str:
     return "\n".join(lines) + f"\n({len(rows)} rows)"
 
 
+@main.command("eval")
+@click.option("--pred", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Predicted layers: a shard folder (OUT of liwi run) or LayerD-style folders.")
+@click.option("--gt", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Ground-truth layers, same forms.")
+@click.option("--out", "report", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Report path; writes REPORT.json and REPORT.md (the suffix is replaced).")
+@click.option("--max-merges", type=click.IntRange(0, 10), default=5, show_default=True)
+@click.option("--name", default="pred", show_default=True, help="Method name in the Markdown table.")
+def eval_cmd(pred: Path, gt: Path, report: Path, max_merges: int, name: str) -> None:
+    """Score predicted layers against ground truth with the LayerD protocol (+ per-kind figures)."""
+    from add_pipeline.eval.report import evaluate, to_markdown
+
+    result = evaluate(pred, gt, max_merges=max_merges)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.with_suffix(".json").write_text(json.dumps(result, indent=2, default=float))
+    md = to_markdown({name: result})
+    report.with_suffix(".md").write_text(md)
+    click.echo(md)
+    unmatched = result["unmatched"]
+    if unmatched["pred_only"] or unmatched["gt_only"] or result["failed"]:
+        click.echo(f"warning: {len(unmatched['gt_only'])} ground-truth samples without prediction, "
+                   f"{len(unmatched['pred_only'])} predictions without ground truth, "
+                   f"{len(result['failed'])} failed (see the JSON)", err=True)
+
+
 @main.command()
 @click.argument("dir_", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 def samples(dir_: Path) -> None:
@@ -153,6 +180,8 @@ def samples(dir_: Path) -> None:
     for p in write_samples(dir_):
         click.echo(str(p))
 
+
+main.add_command(tools)
 
 if __name__ == "__main__":
     main()
