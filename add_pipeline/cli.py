@@ -114,8 +114,8 @@ def show(out: Path, sample_id: str, save: Path | None, state: bool) -> None:
 @click.option("--sql", default=None, help="Run SQL over the views traces, shards, rejects (DuckDB).")
 def traces(out: Path, sample_id: str | None, sql: str | None) -> None:
     """Read agent traces: one sample as a tree, or any SQL over all of them."""
-    from add_pipeline.exec.stats import connect
     from add_pipeline.browse import find_sample, render_trace
+    from add_pipeline.exec.stats import connect
 
     if (sample_id is None) == (sql is None):
         raise click.UsageError("give exactly one of --sample or --sql")

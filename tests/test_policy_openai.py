@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import json
 import logging
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx

@@ -19,8 +19,8 @@ from add_pipeline.agents.context import SampleContext
 from add_pipeline.agents.policy import PolicyError
 from add_pipeline.agents.schemas import Plan
 from add_pipeline.agents.state import DecomposeState, ObjectState, active
-from add_pipeline.io.images import InputError
 from add_pipeline.core.peel import PeelLevel, clean_alpha, deshadow, extend_under
+from add_pipeline.io.images import InputError
 
 Update = dict[str, Any]
 NodeFn = Callable[[DecomposeState, Runtime[SampleContext]], Update]

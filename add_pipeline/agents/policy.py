@@ -85,7 +85,8 @@ class RulesPolicy:
             elif c.name == "seam" and not last:
                 add("retry_inpaint", "background", why)
         if not actions:
-            return Decision(verdict="accept", reason="remaining failures are soft: " + ", ".join(c.name for c in failed))
+            soft = ", ".join(c.name for c in failed)
+            return Decision(verdict="accept", reason=f"remaining failures are soft: {soft}")
         return Decision(
             verdict="revise",
             actions=list(actions.values()),

@@ -176,6 +176,11 @@ def _background(rng: np.random.Generator, h: int, w: int, horizon: int) -> np.nd
     return np.clip(img, 0.0, 1.0)
 
 
+def _radius(theta: np.ndarray, amp: np.ndarray, k: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Relative radius of a smooth random blob at angles ``theta`` (a few low harmonics)."""
+    return 1.0 + (amp * np.cos(np.multiply.outer(theta, k) + phase)).sum(axis=-1)
+
+
 def _shape_extent(radius: np.ndarray, thetas: np.ndarray, rx: float, ry: float, flat: float) -> np.ndarray:
     """``(xmin, xmax, ymin, ymax)`` of a polar shape relative to its centre."""
     xs = radius * rx * np.cos(thetas)
@@ -202,10 +207,7 @@ def _place_objects(
             phase = rng.uniform(0, 2 * np.pi, size=k.size)
             flat = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else 2.0
 
-            def radius(theta: np.ndarray) -> np.ndarray:
-                return 1.0 + (amp * np.cos(np.multiply.outer(theta, k) + phase)).sum(axis=-1)
-
-            x0, x1, y0, y1 = _shape_extent(radius(thetas), thetas, rx, ry, flat)
+            x0, x1, y0, y1 = _shape_extent(_radius(thetas, amp, k, phase), thetas, rx, ry, flat)
             lo_contact = horizon + 0.2 * (h - horizon)
             hi_contact = h - _MARGIN - 4
             if y1 - y0 > hi_contact - _MARGIN - 4 or lo_contact >= hi_contact:
@@ -217,7 +219,7 @@ def _place_objects(
                 continue
             cx = rng.uniform(lo_x, hi_x)
             u, v = (xx - cx) / rx, (yy - cy) / ry
-            mask = (np.hypot(u, v) <= radius(np.arctan2(v, u))) & (v <= flat)
+            mask = (np.hypot(u, v) <= _radius(np.arctan2(v, u), amp, k, phase)) & (v <= flat)
             if mask.sum() < 50 or not _visible_enough(mask, placed):
                 continue
             placed.append((mask, int(np.nonzero(mask.any(axis=1))[0].max())))

@@ -166,7 +166,8 @@ class Matter(Tool):
     family = "matte"
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, band: int | None = None) -> Matte:
-        """``image``: HxWx3 uint8; ``mask``: HxW bool; ``band``: unknown-region half width in px (None: tool default)."""
+        """``image``: HxWx3 uint8; ``mask``: HxW bool; ``band``: unknown-region half width in px
+        (None: the tool's default)."""
         hw = check_image(self.name, image).shape[:2]
         check_mask(self.name, mask, hw)
         out = self.infer(image, mask, band)

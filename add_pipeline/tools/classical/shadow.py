@@ -6,10 +6,10 @@ and ``a = 1 - I / B``. We estimate ``B`` near the object by normalized convoluti
 luminance over the non-object pixels, iterating to drop pixels already found dark (so the
 reference is the *lit* surface), separately per chromaticity cluster (wall vs floor). Candidates
 are pixels whose locally averaged darkening exceeds ``dark``, whose channel ratios agree
-(chromaticity kept) and whose darkening is smooth (not texture); the shadow is the union of candidate components touching the
-object's ground-contact region (the bottom of its mask, dilated), inside a neighbourhood scaled by
-the object's size. The matte is ``1 - I / B`` on that region, grown by a few px for soft edges,
-smoothed, and zero on the object and on the other objects. A region much larger than the object is
+(chromaticity kept) and whose darkening is smooth (not texture); the shadow is the union of
+candidate components touching the object's ground-contact region (the bottom of its mask,
+dilated), inside a neighbourhood scaled by the object's size. The matte is ``1 - I / B`` on that
+region, grown by a few px for soft edges, smoothed, and zero on the object and on the other objects. A region much larger than the object is
 rejected as dark surroundings: on doubt the matte is empty (score 0, ``stats['found'] == 0``).
 """
 
@@ -126,7 +126,8 @@ class PhysicsShadowExtractor(ShadowExtractor):
         bottom = obj.copy()
         bottom[: max(int(oys.max() - self.contact * (oys.max() - oys.min() + 1)), 0)] = False
         k = max(int(round(0.06 * size * s)), 2) + pad
-        contact = cv2.dilate(bottom.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2)) > 0
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2)
+        contact = cv2.dilate(bottom.astype(np.uint8), disk) > 0
 
         _, lab = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
         hit = np.unique(lab[contact & cand])
@@ -144,7 +145,8 @@ class PhysicsShadowExtractor(ShadowExtractor):
         soft = darkness * _smoothstep(darkness, 0.3 * dark_t, 0.6 * dark_t) * grown
         band = excluded & ~obj & ~oth
         fill = cv2.dilate(soft.astype(np.float32), np.ones((2 * pad + 3, 2 * pad + 3), np.uint8))
-        soft = np.where(band & (cv2.dilate(region.astype(np.uint8), np.ones((2 * pad + 3,) * 2, np.uint8)) > 0), fill, soft)
+        near = cv2.dilate(region.astype(np.uint8), np.ones((2 * pad + 3,) * 2, np.uint8)) > 0
+        soft = np.where(band & near, fill, soft)
         soft = cv2.GaussianBlur(soft.astype(np.float32), (0, 0), 0.7)
         full = cv2.resize(soft, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         matte[y0:y1, x0:x1] = np.clip(full, 0.0, 1.0)
