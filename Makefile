@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench eval clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --out bench/results
+
+eval: $(STAMP)
+	$(BIN)/python bench/run_eval.py --out bench/results
 
 clean:
 	rm -rf out samples bench/work .pytest_cache

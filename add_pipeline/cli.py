@@ -145,6 +145,75 @@ def _table(rel: object) -> str:
     return "\n".join(lines) + f"\n({len(rows)} rows)"
 
 
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--assets", required=True, type=click.Path(file_okay=False, path_type=Path), help="Asset folder to write.")
+def curate(out: Path, assets: Path) -> None:
+    """Extract, score and filter reusable objects and background plates from the shards in OUT."""
+    from add_pipeline.compose.curate import curate as run_curate
+
+    try:
+        summary = run_curate(out, assets)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
+
+
+def _exec_options(fn: click.decorators.FC) -> click.decorators.FC:
+    """Flags shared by the stages that run on Ray (compose, synth)."""
+    for opt in reversed([
+        click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: CPUs]."),
+        click.option("--local", is_flag=True, help="Run tools in this process instead of Ray."),
+        click.option("--overwrite", is_flag=True, help="Delete previous output and start over."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@main.command("compose")
+@click.option("--assets", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", "n", required=True, type=click.IntRange(min=1), help="Number of compositions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workflow", default="compose-default", show_default=True, help="Compose workflow name or YAML path.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster (or $RAY_ADDRESS).")
+@_exec_options
+def compose_cmd(assets: Path, out: Path, n: int, seed: int, workflow: str, shard_size: int, ray_address: str | None,
+                workers: int | None, local: bool, overwrite: bool, no_progress: bool) -> None:
+    """Compose N layered samples with exact ground truth from curated ASSETS (resumable)."""
+    from add_pipeline.compose.job import compose
+    from add_pipeline.exec.run import RunError
+
+    try:
+        stats = compose(assets, out, n=n, seed=seed, workflow=workflow, workers=workers, shard_size=shard_size,
+                        ray_address=ray_address, overwrite=overwrite, local=local, progress=not no_progress)
+    except (RunError, ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    last = stats["last_run"]
+    click.echo(f"done: {last['processed']} composed this run ({last['accepted']} accepted, {last['rejected']} "
+               f"rejected); {stats['accepted']} in {out}")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", "n", type=click.IntRange(min=1), default=48, show_default=True)
+@click.option("--seed", type=int, default=2605, show_default=True)
+@_exec_options
+def synth(out: Path, n: int, seed: int, workers: int | None, local: bool, overwrite: bool, no_progress: bool) -> None:
+    """Build the deterministic benchmark split: compose N samples from the bundled photos."""
+    from add_pipeline.exec.run import RunError
+    from add_pipeline.synth import synth as build
+
+    try:
+        split = build(out, n=n, seed=seed, workers=workers, local=local, overwrite=overwrite,
+                      progress=not no_progress)
+    except (RunError, ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(split, indent=2, sort_keys=True))
+
+
 @main.command("eval")
 @click.option("--pred", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Predicted layers: a shard folder (OUT of liwi run) or LayerD-style folders.")

@@ -315,7 +315,9 @@ def _load_builtin() -> None:
     with _BUILTIN_LOCK:
         if _BUILTIN_LOADED:
             return
-        import add_pipeline.tools.assembler  # noqa: F401  (each module registers on import)
+        import add_pipeline.compose.audit  # noqa: F401  (each module registers on import)
+        import add_pipeline.compose.render  # noqa: F401
+        import add_pipeline.tools.assembler  # noqa: F401
         import add_pipeline.tools.classical  # noqa: F401
         import add_pipeline.tools.encoder  # noqa: F401
         import add_pipeline.tools.loader  # noqa: F401

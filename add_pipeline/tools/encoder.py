@@ -28,8 +28,10 @@ class PngRowEncoder(Tool):
         layers: list[AssembledLayer],
         scores: dict[str, dict[str, float]],
         meta: dict[str, Any],
+        source_kind: str = "decomposed",
     ) -> dict[str, Any]:
-        """Build the row. ``image``: HxWx3 uint8; ``scores`` per layer name (objects) and "sample"."""
+        """Build the row. ``image``: HxWx3 uint8; ``scores`` per layer name (objects) and "sample";
+        ``source_kind``: "decomposed" (a photo) or "composed" (made by the compose stage)."""
         check_image(self.name, image)
         h, w = image.shape[:2]
         rows = []
@@ -53,7 +55,7 @@ class PngRowEncoder(Tool):
         return {
             "sample_id": sample_id,
             "source": source,
-            "source_kind": "decomposed",
+            "source_kind": source_kind,
             "width": w,
             "height": h,
             "image": {"bytes": encode_png(image), "path": f"{sample_id}.png"},
