@@ -19,7 +19,7 @@ from add_pipeline.agents.context import SampleContext
 from add_pipeline.agents.policy import PolicyError
 from add_pipeline.agents.schemas import Plan
 from add_pipeline.agents.state import DecomposeState, ObjectState, active
-from add_pipeline.core.peel import PeelLevel, clean_alpha, deshadow, extend_under
+from add_pipeline.core.peel import PeelLevel, clean_alpha, deshadow, extend_under, peel_targets
 from add_pipeline.io.images import InputError
 
 Update = dict[str, Any]
@@ -209,19 +209,22 @@ def order(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
 
 @guarded("peel")
 def peel(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
-    """Remove the front-most remaining object: inpaint what it covered, then lift its shadow."""
+    """Remove the front-most remaining object: lift its visible shadow, then inpaint what it covered."""
     ctx = runtime.context
     oid, rest = state["peel_queue"][0], state["peel_queue"][1:]
     current = ctx.store["R"]
     alpha = ctx.store[f"alpha/{oid}"]
     support = alpha > 0
-    filled = ctx.tool("peel", "inpaint", np.round(current * 255).astype(np.uint8), support,
-                      fallback=state.get("inpaint_fallback", False))
-    without = current.copy()
-    without[support] = filled[support].astype(np.float32) / 255.0
     s = extend_under(ctx.store[f"shadow/{oid}"], support)
-    ctx.store["levels"] = [PeelLevel(oid, alpha, ctx.store[f"fg/{oid}"], s, current, without)] + ctx.store["levels"]
-    ctx.store["R"] = deshadow(without, s)
+    # Inpaint from lit surroundings: filling from the shadowed ones and dividing afterwards
+    # over-brightens the hole wherever the fill drew from outside the shadow.
+    lit = deshadow(current, np.where(support, 0.0, s))
+    filled = ctx.tool("peel", "inpaint", np.round(lit * 255).astype(np.uint8), support,
+                      fallback=state.get("inpaint_fallback", False))
+    shadow_target, below = peel_targets(current, lit, filled.astype(np.float32) / 255.0, s, support)
+    ctx.store["levels"] = [PeelLevel(oid, alpha, ctx.store[f"fg/{oid}"], s, current, shadow_target)] + \
+        ctx.store["levels"]
+    ctx.store["R"] = below
     ctx.store["inpainted"] = ctx.store["inpainted"] | support
     return {"peel_queue": rest}
 

@@ -1,9 +1,13 @@
 """Pure helpers of the peel stage: clean mattes, shadow removal, and exact layer assembly.
 
 Peeling runs front to back.  With ``R_n`` the photo and objects ``1..n`` back to
-front, removing object ``k`` gives ``S_k = inpaint(R_k, support(alpha_k))``
-(object gone, its shadow still there) and then ``R_{k-1} = deshadow(S_k, s_k)``.
-``R_0`` is the background.  :func:`assemble_layers` then solves every layer back
+front, removing object ``k`` (support ``O``, shadow matte ``s_k`` continued under it)
+first lifts the visible shadow, ``L = deshadow(R_k, s_k outside O)``, then fills the
+object's place from those lit surroundings: ``R_{k-1} = L`` outside ``O`` and
+``inpaint(L, O)`` inside.  The scene with the object gone but its shadow kept is
+``S_k = R_k`` outside ``O`` and ``R_{k-1} * (1 - s_k)`` inside.  ``R_0`` is the
+background.  Outside ``O``, ``S_k`` equals ``R_k``; outside the shadow, ``R_{k-1}``
+equals ``S_k``: that is all the exact assembly needs.  :func:`assemble_layers` then solves every layer back
 to front against these targets, so the stack recomposes to the photo exactly
 (see :mod:`add_pipeline.core.composite`).
 """
@@ -81,6 +85,27 @@ def deshadow(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
     gain = 1.0 / np.maximum(1.0 - matte[box].astype(np.float32), 1e-3)
     out[box] = np.clip(image[box] * gain[..., None], 0.0, 1.0)
     return out
+
+
+def peel_targets(
+    current: np.ndarray, lit: np.ndarray, filled: np.ndarray, shadow: np.ndarray, support: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two targets of one peel step (see the module docstring).
+
+    Args:
+        current: ``HxWx3 float`` [0, 1], ``R_k``.
+        lit: ``current`` with the visible shadow lifted.
+        filled: ``lit`` inpainted inside ``support`` (values outside are ignored).
+        shadow: ``HxW float`` [0, 1] shadow matte, continued under the object.
+        support: ``HxW bool`` object support.
+    Returns:
+        ``(S_k, R_{k-1})``, both ``HxWx3`` of ``current``'s dtype.
+    """
+    below = lit.copy()
+    below[support] = filled[support]
+    shadowed = current.copy()
+    shadowed[support] = below[support] * (1.0 - shadow[support])[:, None]
+    return shadowed, below
 
 
 @dataclass(frozen=True)
