@@ -13,7 +13,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	# torch first and pinned: the CPU build; an unpinned torch pulls gigabytes of CUDA packages
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test,models]"
 	# pymatting JIT-compiles with numba on first import (~40 s); do it once here, it is cached.
 	$(BIN)/python -c "import pymatting"
 	touch $(STAMP)

@@ -104,7 +104,8 @@ def propose(state: DecomposeState, runtime: Runtime[SampleContext]) -> Update:
     image = ctx.store["image"]
     canvas = float(state["width"] * state["height"])
     objects: list[ObjectState] = []
-    for prop in ctx.tool("propose", "propose", image, p.max_objects):
+    labels = [hint.name for hint in p.objects]  # the planner's names: prompts for text-prompted proposers
+    for prop in ctx.tool("propose", "propose", image, p.max_objects, labels=labels or None):
         oid = f"obj{len(objects)}"
         area = float(prop.mask.sum()) if prop.mask is not None else float(
             (prop.box[2] - prop.box[0]) * (prop.box[3] - prop.box[1]))

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import ray
@@ -21,6 +24,7 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from add_pipeline.core.config import ToolCard, Workflow
 from add_pipeline.exec.runner import Attempt, CallResult, ToolSpec, ToolSystemError, tool_spec
+from add_pipeline.tools.batching import BatchItem, Request, call_batch
 
 _WORKER_TOOLS: dict[ToolSpec, Any] = {}
 
@@ -61,6 +65,50 @@ class ToolActor:
         value = self.tool(*args, **kwargs)
         return value, time.perf_counter() - t0
 
+    def call_batch(self, requests: list[Request]) -> list[BatchItem]:
+        """Several ``(args, kwargs)`` requests; batched tools share forward passes. A tool error in
+        one request comes back in its item; the others still succeed."""
+        return call_batch(self.tool, requests)
+
+
+class _MicroBatcher:
+    """Gathers concurrent calls to one actor-served tool into batches (up to ``size``, waiting at
+    most ``wait_s`` for company), so that many graphs in flight share the model's forward passes."""
+
+    def __init__(self, pool: list[Any], size: int, wait_s: float = 0.01) -> None:
+        self._actors = itertools.cycle(pool)
+        self._size, self._wait = size, wait_s
+        self._queue: queue.Queue[tuple[Request, Future[BatchItem]]] = queue.Queue()
+        threading.Thread(target=self._dispatch, daemon=True, name="micro-batcher").start()
+
+    def submit(self, request: Request) -> Future[BatchItem]:
+        fut: Future[BatchItem] = Future()
+        self._queue.put((request, fut))
+        return fut
+
+    def _dispatch(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            deadline = time.monotonic() + self._wait
+            while len(batch) < self._size:
+                try:
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            ref = next(self._actors).call_batch.remote([req for req, _ in batch])
+            threading.Thread(target=self._resolve, args=(ref, batch), daemon=True).start()
+
+    @staticmethod
+    def _resolve(ref: Any, batch: list[tuple[Request, Future[BatchItem]]]) -> None:
+        try:
+            items = ray.get(ref)
+        except Exception as exc:  # a system failure of the whole batch: every caller sees it
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (_, fut), item in zip(batch, items, strict=True):
+            fut.set_result(item)
+
 
 def _options(card: ToolCard) -> dict[str, Any]:
     opts: dict[str, Any] = {"num_cpus": card.resources.num_cpus, "num_gpus": card.resources.num_gpus}
@@ -98,17 +146,37 @@ class RayToolRunner:
         self.workflow = workflow
         self.retries = workflow.execution.task_retries
         self._actors: dict[ToolSpec, tuple[list[Any], Any]] = {}
+        self._batchers: dict[ToolSpec, _MicroBatcher] = {}
         self._lock = threading.Lock()
 
-    def _submit(self, card: ToolCard, spec: ToolSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not card.actor:
-            return _run_tool.options(max_retries=0, **_options(card)).remote(spec, args, kwargs)
+    def _pool(self, card: ToolCard, spec: ToolSpec) -> tuple[list[Any], Any]:
         with self._lock:
             if spec not in self._actors:
                 pool = [ToolActor.options(max_restarts=-1, **_options(card)).remote(spec) for _ in range(card.replicas)]
                 self._actors[spec] = (pool, itertools.cycle(pool))
-            actor = next(self._actors[spec][1])
+                size = int(card.params.get("batch_size", 1))
+                if size > 1:
+                    self._batchers[spec] = _MicroBatcher(pool, size)
+            return self._actors[spec]
+
+    def _submit(self, card: ToolCard, spec: ToolSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not card.actor:
+            return _run_tool.options(max_retries=0, **_options(card)).remote(spec, args, kwargs)
+        _, cycle = self._pool(card, spec)
+        if spec in self._batchers:
+            return self._batchers[spec].submit((args, kwargs))
+        with self._lock:
+            actor = next(cycle)
         return actor.call.remote(args, kwargs)
+
+    @staticmethod
+    def _wait(ref: Any, timeout: float | None) -> tuple[Any, float]:
+        if isinstance(ref, Future):  # a micro-batched request
+            item: BatchItem = ref.result(timeout=timeout)
+            if item.error is not None:
+                raise item.error
+            return item.value, item.tool_s
+        return ray.get(ref, timeout=timeout)
 
     def call(self, step: str, *args: Any, fallback: bool = False, **kwargs: Any) -> CallResult:
         card = self.workflow.card(step, fallback)
@@ -118,12 +186,12 @@ class RayToolRunner:
             t0 = time.perf_counter()
             ref = self._submit(card, spec, args, kwargs)
             try:
-                value, tool_s = ray.get(ref, timeout=card.timeout_s)
+                value, tool_s = self._wait(ref, card.timeout_s)
                 return CallResult(value, tool_s, failed)
             except RayTaskError as exc:  # the tool itself raised: not a system error, no retry
                 raise exc.as_instanceof_cause() if exc.cause is None else exc.cause from None
-            except (GetTimeoutError, RayError) as exc:
-                if isinstance(exc, GetTimeoutError):
+            except (GetTimeoutError, FutureTimeout, RayError) as exc:
+                if isinstance(exc, GetTimeoutError) and not isinstance(ref, Future):
                     ray.cancel(ref, force=True)
                 failed.append(Attempt(f"{type(exc).__name__}: {exc}"[:1000], time.perf_counter() - t0))
         raise ToolSystemError(f"{card.name}: {len(failed)} attempts failed; last: {failed[-1].error}")
@@ -133,3 +201,4 @@ class RayToolRunner:
             for actor in pool:
                 ray.kill(actor)
         self._actors.clear()
+        self._batchers.clear()

@@ -47,7 +47,17 @@ def tool_spec(workflow: Workflow, step: str, fallback: bool = False) -> ToolSpec
         params = {**params, "working_size": workflow.working_size, "max_pixels": workflow.max_pixels}
     if card.checkpoint is not None:
         params = {**params, "checkpoint": card.checkpoint}
-    return ToolSpec(card.family, card.backend, tuple(sorted(params.items())), workflow.seed)
+    return ToolSpec(card.family, card.backend, tuple(sorted((k, _frozen(v)) for k, v in params.items())),
+                    workflow.seed)
+
+
+def _frozen(value: Any) -> Any:
+    """Lists and dicts of YAML params as tuples, so that a spec can key the per-worker tool cache."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value
 
 
 @dataclass(frozen=True)

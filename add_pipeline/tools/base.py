@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -120,16 +120,18 @@ class Tool(ABC):
 
 
 class Proposer(Tool):
-    """Finds candidate objects in an image, class-agnostic."""
+    """Finds candidate objects in an image (class-agnostic, or prompted with object names)."""
 
     family = "propose"
 
-    def __call__(self, image: np.ndarray, max_objects: int) -> list[Proposal]:
-        """``image``: HxWx3 uint8. Returns at most ``max_objects`` proposals, best first."""
+    def __call__(self, image: np.ndarray, max_objects: int, labels: Sequence[str] | None = None) -> list[Proposal]:
+        """``image``: HxWx3 uint8; ``labels``: object names from the planner, which text-prompted tools
+        look for and class-agnostic ones ignore. Returns at most ``max_objects`` proposals, best first."""
         check_image(self.name, image)
         if max_objects < 1:
             raise ToolError(f"{self.name}: max_objects must be >= 1, got {max_objects}")
-        out = self.infer(image, max_objects)
+        names = tuple(dict.fromkeys(s.strip().lower() for s in labels or () if s and s.strip()))
+        out = self.infer(image, max_objects, names)
         hw = image.shape[:2]
         for p in out:
             check_box(self.name, p.box, hw)
@@ -138,7 +140,7 @@ class Proposer(Tool):
         return list(out)[:max_objects]
 
     @abstractmethod
-    def infer(self, image: np.ndarray, max_objects: int) -> list[Proposal]: ...
+    def infer(self, image: np.ndarray, max_objects: int, labels: tuple[str, ...]) -> list[Proposal]: ...
 
 
 class Segmenter(Tool):
@@ -321,6 +323,7 @@ def _load_builtin() -> None:
         import add_pipeline.tools.classical  # noqa: F401
         import add_pipeline.tools.encoder  # noqa: F401
         import add_pipeline.tools.loader  # noqa: F401
+        import add_pipeline.tools.models  # noqa: F401  (registers; torch/transformers load on first use)
         import add_pipeline.tools.verifier  # noqa: F401
 
         _BUILTIN_LOADED = True

@@ -58,7 +58,8 @@ class SaliencyProposer(Proposer):
         self.nms_iou = float(nms_iou)
         self.color_split = float(color_split)
 
-    def infer(self, image: np.ndarray, max_objects: int) -> list[Proposal]:
+    def infer(self, image: np.ndarray, max_objects: int, labels: tuple[str, ...] = ()) -> list[Proposal]:
+        """Class-agnostic: ``labels`` are not used."""
         h, w = image.shape[:2]
         s = min(1.0, self.work_size / max(h, w))
         small = cv2.resize(image, (max(int(round(w * s)), 8), max(int(round(h * s)), 8)), interpolation=cv2.INTER_AREA)

@@ -6,3 +6,7 @@ machine without the ``models`` extra. ``tool.check()`` says what a tool still ne
 """
 
 from add_pipeline.tools.models import depth, detect, inpaint, matte, segment  # noqa: F401
+
+
+def register_all() -> None:
+    """No-op hook (e.g. Ray's ``worker_process_setup_hook``): importing this package registered the tools."""

@@ -9,7 +9,6 @@ numpy) and the best ``max_objects`` are returned.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,36 +19,28 @@ from add_pipeline.tools.batching import BatchedTool
 from add_pipeline.tools.models import imaging as im
 from add_pipeline.tools.models.runtime import ModelRuntime
 
-_PROMPTS: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("prompts", default=None)
-
 
 class _PromptedProposer(ModelRuntime, BatchedTool, Proposer):
     """Prompt handling, thresholds, NMS; subclasses prepare inputs, run the net and decode it."""
 
-    def __init__(self, checkpoint: str | None = None, default_prompts: Sequence[str] = ("object",),
+    def __init__(self, checkpoint: str | None = None, default_prompts: str | Sequence[str] = ("object",),
                  score_threshold: float = 0.3, nms_iou: float = 0.5, min_box_px: int = 2,
                  device: str = "auto", precision: str = "fp32", batch_size: int = 4,
                  local_files_only: bool = False) -> None:
         self._init_runtime(checkpoint, device, precision, batch_size, local_files_only)
-        self.default_prompts = tuple(str(p) for p in default_prompts)
+        if isinstance(default_prompts, str):  # "cat, dog": cards keep it a string (hashable specs)
+            default_prompts = default_prompts.split(",")
+        self.default_prompts = tuple(s for s in (str(p).strip() for p in default_prompts) if s)
         if not self.default_prompts:
             raise ToolError(f"{self.name}: default_prompts must name at least one object")
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.min_box_px = int(min_box_px)
 
-    def __call__(self, image: np.ndarray, max_objects: int, labels: Sequence[str] | None = None) -> list[Proposal]:
-        """As :meth:`Proposer.__call__`; ``labels``: object names to look for (default: the card's prompts)."""
-        names = tuple(dict.fromkeys(s.strip().lower() for s in (labels or ()) if s and s.strip()))
-        token = _PROMPTS.set(names or tuple(p.lower() for p in self.default_prompts))
-        try:
-            return super().__call__(image, max_objects)
-        finally:
-            _PROMPTS.reset(token)
-
-    def infer(self, image: np.ndarray, max_objects: int) -> list[Proposal]:
+    def infer(self, image: np.ndarray, max_objects: int, labels: tuple[str, ...] = ()) -> list[Proposal]:
+        """Looks for ``labels`` (the planner's object names), else the card's ``default_prompts``."""
         self.ensure_loaded()
-        prompts = _PROMPTS.get() or tuple(p.lower() for p in self.default_prompts)
+        prompts = labels or tuple(p.lower() for p in self.default_prompts)
         boxes, scores = self.forward(self._prepare(image, prompts))  # boxes Nx4 xyxy px, scores NxP
         hw = image.shape[:2]
         if boxes.shape[0] == 0:
@@ -84,7 +75,8 @@ class GroundingDinoProposer(_PromptedProposer):
 
     Args:
         checkpoint: hub id or local ``save_pretrained`` folder (model, tokenizer, preprocessor config).
-        default_prompts: object names used when the call gives no ``labels``.
+        default_prompts: object names used when the call gives no ``labels``: a list, or one string
+            of comma-separated names (what cards use: Ray tool specs must be hashable).
         score_threshold: minimum prompt score of a kept box, in [0, 1] (the paper's box threshold).
         nms_iou: class-agnostic NMS IoU threshold.
         min_box_px: boxes thinner than this (px, after rounding) are dropped.
@@ -97,7 +89,7 @@ class GroundingDinoProposer(_PromptedProposer):
 
     name = "grounding-dino"
 
-    def __init__(self, checkpoint: str | None = None, default_prompts: Sequence[str] = ("object",),
+    def __init__(self, checkpoint: str | None = None, default_prompts: str | Sequence[str] = ("object",),
                  score_threshold: float = 0.3, nms_iou: float = 0.5, min_box_px: int = 2,
                  resolution: int | None = None, device: str = "auto", precision: str = "fp32",
                  batch_size: int = 4, local_files_only: bool = False) -> None:
@@ -186,7 +178,7 @@ class Owlv2Proposer(_PromptedProposer):
 
     name = "owlv2"
 
-    def __init__(self, checkpoint: str | None = None, default_prompts: Sequence[str] = ("object",),
+    def __init__(self, checkpoint: str | None = None, default_prompts: str | Sequence[str] = ("object",),
                  score_threshold: float = 0.1, nms_iou: float = 0.5, min_box_px: int = 2,
                  device: str = "auto", precision: str = "fp32", batch_size: int = 4,
                  local_files_only: bool = False) -> None:

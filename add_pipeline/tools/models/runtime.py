@@ -111,7 +111,10 @@ class ModelRuntime:
                 raise ToolError(f"{self.name}: no checkpoint configured (set 'checkpoint' in the tool card)")  # type: ignore[attr-defined]
             self._device = resolve_device(self.device)
             self._dtype = torch_dtype(self.precision, self._device)
-            self._load()
+            try:
+                self._load()
+            except OSError as exc:  # transformers / hub: missing files, not in cache, no network
+                raise ToolError(f"{self.name}: cannot load {self.checkpoint}: {exc}") from exc  # type: ignore[attr-defined]
             self._loaded = True
 
     def _load(self) -> None:
