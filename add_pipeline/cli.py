@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from add_pipeline.cli_tools import tools
+from add_pipeline.model.cli import COMMANDS as MODEL_COMMANDS
 from add_pipeline.core.config import ConfigError
 
 
@@ -251,6 +252,8 @@ def samples(dir_: Path) -> None:
 
 
 main.add_command(tools)
+for _command in MODEL_COMMANDS:  # liwi train / eval-model / decompose
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,235 @@
+"""Training samples from layered shards: photo + ground-truth stack as fixed-size tensors.
+
+Only committed parts are read (:meth:`ShardStore.committed_files`), so a folder that another
+job is still writing is safe to train on.  Rows are indexed once (compressed PNG bytes in
+memory) and decoded on access.
+
+Ground truth per row, built from the layers sorted by ``z`` (back to front):
+
+* background: the ``background`` layers composited (the first one is opaque);
+* objects: the ``object`` layers in z order; slot k is the k-th from the back (the slot order
+  is the compositing order, see :mod:`~add_pipeline.model.model`);
+* shadows: each ``shadow`` layer joins its ``parent`` object's slot (several are united);
+  its alpha is the shadow strength;
+* with more than K objects the backmost ones, with their shadows, are composited into the
+  background target (they are "scenery" for this model), as are shadows without a kept parent.
+
+Resizing: the long side goes to ``size`` (colours resized premultiplied, so no dark fringes),
+the short side is padded to ``size``; ``valid`` is 0 on the padding and losses ignore it.
+Flips are horizontal only (a vertical flip would put shadows above their casters) and are
+chosen by the caller, so the sample sequence is a pure function of (seed, step).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from add_pipeline.io.images import decode_png
+from add_pipeline.io.shards import ShardStore
+
+
+@dataclass(frozen=True)
+class _Row:
+    sample_id: str
+    image: bytes
+    layers: tuple[dict, ...]  # name, kind, z, png, parent
+
+
+def _png(struct: dict | None, where: str) -> bytes:
+    data = (struct or {}).get("bytes")
+    if not data:
+        raise ValueError(f"{where}: no PNG bytes (rows that only carry a path are not supported for training)")
+    return data
+
+
+def _rgba01(data: bytes) -> np.ndarray:
+    arr = decode_png(data)
+    if arr.shape[2] == 3:
+        arr = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    return arr.astype(np.float32) / 255.0
+
+
+def _over(rgba: np.ndarray, below: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:4]
+    return rgba[..., :3] * a + below * (1.0 - a)
+
+
+def _resize(arr: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return arr
+    h, w = arr.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    out = cv2.resize(arr, size, interpolation=interp)
+    return out[..., None] if arr.ndim == 3 and out.ndim == 2 else out  # keep the input's ndim
+
+
+class LayeredShardDataset(torch.utils.data.Dataset):
+    """Samples of one or more shard folders as tensors at ``size x size``.
+
+    Args:
+        dirs: shard folders (``OUT`` of ``liwi run`` / the compose stage / the synthetic writer).
+        size: working size (long side, px).
+        slots: K, the number of object slots.
+    Raises:
+        ValueError: a folder has no committed shards, or a sample id occurs twice.
+    """
+
+    def __init__(self, dirs: Sequence[str | Path], size: int, slots: int) -> None:
+        self.size, self.slots = int(size), int(slots)
+        self.rows: list[_Row] = []
+        seen: set[str] = set()
+        for d in dirs:
+            parts = ShardStore(d).committed_files("shards")
+            if not parts:
+                raise ValueError(f"{d}: no committed shards to train on")
+            for part in parts:
+                for r in pq.read_table(part, columns=["sample_id", "image", "layers"]).to_pylist():
+                    sid = r["sample_id"]
+                    if sid in seen:
+                        raise ValueError(f"sample {sid!r} occurs more than once across {list(map(str, dirs))}")
+                    seen.add(sid)
+                    layers = tuple(
+                        {"name": lay["name"], "kind": lay["kind"], "z": lay["z"], "parent": lay.get("parent"),
+                         "png": _png(lay["image"], f"{sid}/{lay['name']}")}
+                        for lay in r["layers"]
+                    )
+                    self.rows.append(_Row(sid, _png(r["image"], sid), layers))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def split(self, eval_fraction: float) -> tuple[list[int], list[int]]:
+        """``(train, eval)`` indices; a sample is held out by a hash of its id, so the split of
+        a sample never changes when shards are added.  Keeps at least one training sample."""
+        held = [i for i, r in enumerate(self.rows)
+                if (zlib.crc32(r.sample_id.encode()) % 10_000) < eval_fraction * 10_000]
+        train = [i for i in range(len(self.rows)) if i not in set(held)]
+        if not train:
+            train, held = held[:1], held[1:]
+        return train, held
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.load(index, flip=False)
+
+    def load(self, index: int, flip: bool) -> dict[str, torch.Tensor]:
+        """One sample (tensors as documented in :mod:`~add_pipeline.model.losses`, without batch dim)."""
+        row = self.rows[index]
+        image = _rgba01(row.image)[..., :3]
+        h, w = image.shape[:2]
+        layers = sorted(row.layers, key=lambda lay: lay["z"])
+        decoded = [(lay, _rgba01(lay["png"])) for lay in layers]
+        for lay, arr in decoded:
+            if arr.shape[:2] != (h, w):
+                raise ValueError(f"{row.sample_id}: layer {lay['name']!r} is {arr.shape[:2]}, image is {(h, w)}")
+        objects = [lay["name"] for lay, _ in decoded if lay["kind"] == "object"]
+        kept = set(objects[-self.slots:]) if self.slots else set()
+        slot_of = {name: i for i, name in enumerate([o for o in objects if o in kept])}
+
+        bg = np.zeros((h, w, 3), np.float32)
+        color = np.zeros((self.slots, h, w, 3), np.float32)
+        alpha = np.zeros((self.slots, h, w), np.float32)
+        shadow = np.zeros((self.slots, h, w), np.float32)
+        for lay, arr in decoded:
+            kind = lay["kind"]
+            if kind == "object" and lay["name"] in slot_of:
+                k = slot_of[lay["name"]]
+                color[k], alpha[k] = arr[..., :3], arr[..., 3]
+            elif kind == "shadow" and lay.get("parent") in slot_of:
+                k = slot_of[lay["parent"]]
+                shadow[k] = 1.0 - (1.0 - shadow[k]) * (1.0 - arr[..., 3])
+            else:  # background, dropped objects and orphan shadows become part of the background
+                bg = _over(arr, bg)
+
+        scale = self.size / max(h, w)
+        image, bg = _resize(image, scale), _resize(bg, scale)
+        color = np.stack([_resize(c * a[..., None], scale) for c, a in zip(color, alpha)])
+        alpha = np.stack([_resize(a, scale) for a in alpha])
+        shadow = np.stack([_resize(s, scale) for s in shadow])
+        color = np.where(alpha[..., None] > 1e-4, color / np.maximum(alpha[..., None], 1e-4), 0.0)
+
+        t = {
+            "image": _chw(image), "background": _chw(bg),
+            "color": torch.from_numpy(np.ascontiguousarray(color.transpose(0, 3, 1, 2), np.float32)),
+            "alpha": torch.from_numpy(np.ascontiguousarray(alpha[:, None], np.float32)),
+            "shadow": torch.from_numpy(np.ascontiguousarray(shadow[:, None], np.float32)),
+        }
+        rh, rw = image.shape[:2]
+        valid = torch.zeros(1, self.size, self.size)
+        valid[:, :rh, :rw] = 1.0
+        out = {key: _pad(v, self.size) for key, v in t.items()}
+        for key in ("color", "alpha", "shadow"):
+            out[key] = out[key].clamp(0.0, 1.0)
+        out["valid"] = valid
+        out["present"] = (out["alpha"].flatten(1).amax(dim=1) > 0).float()
+        if flip:
+            out = {key: (v.flip(-1) if v.ndim >= 3 else v) for key, v in out.items()}
+        return out
+
+
+def _chw(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), np.float32))
+
+
+def _pad(t: torch.Tensor, size: int) -> torch.Tensor:
+    """Pad the last two dims to ``size`` at the bottom/right, repeating the edge (so colours stay plausible)."""
+    ph, pw = size - t.shape[-2], size - t.shape[-1]
+    if ph == 0 and pw == 0:
+        return t
+    shape = t.shape
+    flat = t.reshape(-1, 1, shape[-2], shape[-1])
+    flat = torch.nn.functional.pad(flat, (0, pw, 0, ph), mode="replicate")
+    return flat.reshape(*shape[:-2], size, size)
+
+
+def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack samples into a batch."""
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+def write_synthetic_shards(out_dir: str | Path, n: int, seed: int = 0, size: int = 256,
+                           max_objects: int = 3, shadows: bool = True, shard_size: int = 64,
+                           prefix: str = "syn") -> int:
+    """Write ``n`` exact layered scenes of :func:`~add_pipeline.core.synthetic.make_scene` as shards.
+
+    Scene ``i`` uses seed ``seed * 100_003 + i`` and ``1 + (i % max_objects)`` objects (so every
+    object count is equally common).  Rows are ``source_kind="composed"``; layers are named
+    ``obj{j}`` / ``obj{j}_shadow`` (empty shadow layers are left out).  Returns the rows written.
+    """
+    from add_pipeline.core.peel import AssembledLayer
+    from add_pipeline.core.synthetic import make_scene
+    from add_pipeline.tools.encoder import PngRowEncoder
+
+    store, enc = ShardStore(out_dir), PngRowEncoder()
+    store.prepare()
+    done = store.done_ids()
+    rows: list[dict] = []
+    for i in range(n):
+        sid = f"{prefix}-{seed}-{i:06d}"
+        if sid in done:
+            continue
+        scene = make_scene(seed * 100_003 + i, (size, size), 1 + i % max_objects, shadows)
+        stack = scene.layers()
+        layers = [AssembledLayer("background", "background", stack[0], None)]
+        for j in range(len(scene.objects)):
+            sh, ob = stack[1 + 2 * j], stack[2 + 2 * j]
+            if sh[..., 3].any():
+                layers.append(AssembledLayer(f"obj{j}_shadow", "shadow", sh, f"obj{j}"))
+            layers.append(AssembledLayer(f"obj{j}", "object", ob, None))
+        row = enc(sid, f"synthetic:{seed * 100_003 + i}", scene.image, layers, {}, {"synthetic": True},
+                  source_kind="composed")
+        rows.append({**row, "trace_id": sid, "workflow": "synthetic"})
+        if len(rows) >= shard_size:
+            store.commit(rows, [], [])
+            rows = []
+    if rows:
+        store.commit(rows, [], [])
+    return n

@@ -1,0 +1,165 @@
+"""Run a trained decomposer on a photo and return layers that recompose to it exactly.
+
+:func:`load_model` loads a run folder, a checkpoint file, or ``"bundled"`` (the checkpoint
+shipped in ``add_pipeline/model/bundled/model.pt``).  :func:`decompose_image` runs the
+network at its working size, brings its estimates back to the photo's size, and then
+*solves* the layers with :func:`~add_pipeline.core.composite.solve_layer`, back to front,
+exactly as the pipeline's assembler does: the network's alpha is the estimate, and each
+layer is made exact against the quantised composite below it.  Recomposition is therefore
+exact by construction (rounding only: at most half a grey level), whatever the network's
+quality; the network decides *how* the photo is split, not *whether* it adds up.
+
+Targets of the solve: a pixel is owned by the topmost layer whose domain (alpha above
+1/255) contains it, and that layer's target there is the photo.  Under an owner, a lower
+layer's target is the network's own composite of the layers up to it (its best guess of
+what is hidden).  Pixels no layer covers are the photo in the background.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from add_pipeline.core.composite import opaque, over, solve_layer
+from add_pipeline.core.peel import AssembledLayer
+from add_pipeline.model.config import TrainConfig
+from add_pipeline.model.model import LayerDecomposer
+
+BUNDLED = Path(__file__).resolve().parent / "bundled" / "model.pt"
+_DOMAIN_EPS = 1.0 / 255.0
+
+
+def load_model(source: str | Path = "bundled") -> LayerDecomposer:
+    """Load a decomposer in eval mode; its TrainConfig is attached as ``model.train_config``.
+
+    Args:
+        source: ``"bundled"``, a run folder (holding ``ckpt.pt`` or ``model.pt``) or a ``.pt`` file
+            (a training checkpoint dict or a slim ``{model, config}`` dict).
+    Raises:
+        FileNotFoundError: nothing to load there (for ``"bundled"``: the package ships no weights yet).
+    """
+    if str(source) == "bundled":
+        path = BUNDLED
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no bundled model: {path} is missing. Train one (liwi train --data SHARDS --out RUN) and "
+                "pass --model RUN, or copy RUN/ckpt.pt (or a slim export) to that path.")
+    else:
+        path = Path(source)
+        if path.is_dir():
+            found = [path / n for n in ("ckpt.pt", "model.pt") if (path / n).is_file()]
+            if not found:
+                raise FileNotFoundError(f"{path} holds neither ckpt.pt nor model.pt")
+            path = found[0]
+        elif not path.is_file():
+            raise FileNotFoundError(f"model {source!r}: no such run folder or checkpoint file")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path} is not a decomposer checkpoint (expected a dict with 'model' and 'config')")
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = LayerDecomposer(cfg.model)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    model.train_config = cfg  # type: ignore[attr-defined]
+    return model
+
+
+def export_slim(run_dir: str | Path, path: str | Path) -> None:
+    """Write ``{model, config, step}`` of a run (no optimiser state): what ``bundled/model.pt`` should hold."""
+    ckpt = torch.load(Path(run_dir) / "ckpt.pt", map_location="cpu", weights_only=False)
+    torch.save({"model": ckpt["model"], "config": ckpt["config"], "step": ckpt["step"]}, path)
+
+
+@torch.no_grad()
+def predict(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None) -> dict[str, np.ndarray]:
+    """Network estimates at the photo's size (floats in [0, 1]).
+
+    Args:
+        rgb: ``HxWx3 uint8``.
+        size: working size (long side); default the model's training size.
+    Returns:
+        ``background`` HxWx3, ``color`` KxHxWx3, ``alpha`` KxHxW, ``shadow`` KxHxW (zeros without
+        the shadow branch), ``presence`` K probabilities.
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        got = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise ValueError(f"decompose_image expects an HxWx3 uint8 RGB image, got {got}")
+    h, w = rgb.shape[:2]
+    s = int(size or model.config.size)
+    scale = s / max(h, w)
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    x = torch.from_numpy(small.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    ph, pw = (-sh) % 32, (-sw) % 32
+    x = F.pad(x, (0, pw, 0, ph), mode="replicate").to(next(model.parameters()).device)
+    pred = model(x)
+    k = model.config.slots
+
+    def back(t: torch.Tensor) -> torch.Tensor:  # crop the padding, resize to the photo, back to the CPU
+        t = F.interpolate(t[..., :sh, :sw], size=(h, w), mode="bilinear", align_corners=False)
+        return t.clamp(0.0, 1.0).cpu()
+
+    shadow = back(pred.shadow[0, :, 0][None])[0] if pred.shadow is not None else torch.zeros(k, h, w)
+    return {
+        "background": back(pred.background)[0].permute(1, 2, 0).numpy().astype(np.float64),
+        "color": back(pred.color[0]).permute(0, 2, 3, 1).numpy().astype(np.float64),
+        "alpha": back(pred.alpha[0, :, 0][None])[0].numpy().astype(np.float64),
+        "shadow": shadow.numpy().astype(np.float64),
+        "presence": torch.sigmoid(pred.presence[0]).numpy().astype(np.float64),
+    }
+
+
+def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
+                    presence_threshold: float | None = None, min_area: float | None = None) -> list[AssembledLayer]:
+    """Decompose a photo into layers that recompose to it (mean <= 1/255, max <= 8/255 guaranteed by the solve).
+
+    Args:
+        model: from :func:`load_model` (or any LayerDecomposer; thresholds then default to TrainConfig's).
+        rgb: ``HxWx3 uint8`` photo; layers come back at this size.
+        size: working size of the network (default: its training size).
+        presence_threshold, min_area: the empty-slot test (default: the model's config).
+    Returns:
+        back to front: ``background``; then per kept slot k its shadow ``obj{k}_shadow`` (parent
+        ``obj{k}``, only if the slot has a shadow) and its object ``obj{k}``.  ``rgba`` ``HxWx4 uint8``.
+    """
+    cfg: TrainConfig = getattr(model, "train_config", None) or TrainConfig(model=model.config)
+    thr = cfg.presence_threshold if presence_threshold is None else presence_threshold
+    area = cfg.min_area if min_area is None else min_area
+    est = predict(model, rgb, size)
+    image = rgb.astype(np.float64) / 255.0
+    h, w = rgb.shape[:2]
+
+    # Kept slots and their layers, back to front: (name, kind, parent, alpha, colour or None).
+    plan: list[tuple[str, str, str | None, np.ndarray, np.ndarray | None]] = []
+    for k in range(model.config.slots):
+        a = est["alpha"][k]
+        if est["presence"][k] <= thr or a.mean() < area or not (a > _DOMAIN_EPS).any():
+            continue
+        if (est["shadow"][k] > _DOMAIN_EPS).any():
+            plan.append((f"obj{k}_shadow", "shadow", f"obj{k}", est["shadow"][k], None))
+        plan.append((f"obj{k}", "object", None, a, est["color"][k]))
+    domains = [p[3] > _DOMAIN_EPS for p in plan]
+
+    # Background: the network's fill where some layer will cover it, the photo everywhere else.
+    covered = np.zeros((h, w), bool)
+    for d in domains:
+        covered |= d
+    bg = np.where(covered[..., None], est["background"], image)
+    layers = [AssembledLayer("background", "background", opaque(bg), None)]
+    below = layers[0].rgba[..., :3].astype(np.float64) / 255.0
+    guess = bg.copy()  # the network's float composite of the layers so far
+    above = [np.zeros((h, w), bool) for _ in plan]
+    for j in range(len(plan) - 2, -1, -1):
+        above[j] = above[j + 1] | domains[j + 1]
+    for j, (name, kind, parent, a, color) in enumerate(plan):
+        c = np.zeros_like(image) if color is None else color
+        guess = c * a[..., None] + guess * (1.0 - a[..., None])
+        target = np.where(above[j][..., None], guess, image)
+        rgba = solve_layer(target, below, a, color, domains[j])
+        layers.append(AssembledLayer(name, kind, rgba, parent))
+        below = over(rgba, below)
+    return layers

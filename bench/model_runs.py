@@ -1,0 +1,104 @@
+"""Reproduce the bundled model: training data, three training runs, export, and the comparison.
+
+    python bench/model_runs.py data     # training shards (never from the benchmark's photos)
+    python bench/model_runs.py train    # full model + two ablations, in parallel, 1 thread each
+    python bench/model_runs.py export   # the full run's weights -> add_pipeline/model/bundled/model.pt
+    python bench/model_runs.py eval     # bench/results/model.md + .json (make eval-model)
+
+Training data: (1) ``make_scene`` synthetic scenes and (2) compositions of assets curated from the
+in-the-wild photos of ``../shared/data/photos`` *minus* the seven bundled photos the benchmark split
+(``liwi synth``) is built from, so the benchmark stays held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / "work" / "model"
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+BENCH = ROOT / "bench" / "work" / "synth"
+RUNS = {"full": {}, "no-shadow-branch": {"model": {"shadow_branch": False}},
+        "no-restoration-loss": {"restoration_loss": False}}
+BASE = {"threads": 1, "steps": 400, "batch": 4}
+BUNDLED_PHOTOS = {"astronaut", "cat", "coffee_cup", "rocket_pad", "pagoda", "dahlia", "portrait_uniform"}
+
+
+def data(n_compose: int, n_synthetic: int) -> list[Path]:
+    from add_pipeline.compose.curate import curate
+    from add_pipeline.compose.job import compose
+    from add_pipeline.exec.run import RunOptions, run
+    from add_pipeline.model.data import write_synthetic_shards
+
+    dirs = []
+    syn = WORK / "data" / "synthetic"
+    if not (syn / "_commits").is_dir():
+        write_synthetic_shards(syn, n_synthetic, seed=1, size=256)
+    dirs.append(syn)
+    photos = sorted(p for p in PHOTOS.glob("*.jpg") if p.stem not in BUNDLED_PHOTOS) if PHOTOS.is_dir() else []
+    if photos:
+        manifest = WORK / "data" / "photos.jsonl"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text("".join(json.dumps({"source": str(p), "id": p.name}) + "\n" for p in photos))
+        src = WORK / "data" / "photos-decomposed"
+        run(RunOptions(input=str(manifest), out=src, progress=False, seed=1))
+        curate(src, WORK / "data" / "assets")
+        composed = WORK / "data" / "composed"
+        compose(WORK / "data" / "assets", composed, n=n_compose, seed=1, progress=False)
+        dirs.append(composed)
+    (WORK / "data" / "dirs.json").write_text(json.dumps([str(d) for d in dirs], indent=2))
+    return dirs
+
+
+def train(steps: int) -> None:
+    dirs = json.loads((WORK / "data" / "dirs.json").read_text())
+    procs = []
+    for name, overrides in RUNS.items():
+        cfg = {**BASE, "steps": steps, **overrides}
+        path = WORK / f"{name}.json"
+        path.write_text(json.dumps(cfg))
+        out = WORK / "runs" / name
+        args = [str(ROOT / ".venv" / "bin" / "liwi"), "train", "--out", str(out), "--config", str(path)]
+        for d in dirs:
+            args += ["--data", d]
+        if (out / "ckpt.pt").exists():
+            args.append("--resume")
+        log = open(WORK / f"{name}.log", "a")  # noqa: SIM115 (closed when the process ends)
+        procs.append((name, subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)))
+    t0 = time.time()
+    for name, p in procs:
+        print(f"{name}: exit {p.wait()} after {time.time() - t0:.0f}s", flush=True)
+
+
+def export() -> None:
+    from add_pipeline.model.infer import export_slim
+
+    dest = ROOT / "add_pipeline" / "model" / "bundled" / "model.pt"
+    export_slim(WORK / "runs" / "full", dest)
+    print(f"exported {dest} ({dest.stat().st_size / 2**20:.2f} MB)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["data", "train", "export", "eval"])
+    ap.add_argument("--steps", type=int, default=BASE["steps"])
+    ap.add_argument("--n-compose", type=int, default=400)
+    ap.add_argument("--n-synthetic", type=int, default=600)
+    args = ap.parse_args()
+    if args.what == "data":
+        print(data(args.n_compose, args.n_synthetic))
+    elif args.what == "train":
+        train(args.steps)
+    elif args.what == "export":
+        export()
+    else:
+        subprocess.run([sys.executable, str(ROOT / "bench" / "eval_model.py")], check=True)
+
+
+if __name__ == "__main__":
+    main()
