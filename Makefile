@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench eval clean
+.PHONY: setup demo test test-fast bench bench-models eval eval-model model clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,21 @@ bench: $(STAMP)
 
 eval: $(STAMP)
 	$(BIN)/python bench/run_eval.py --out bench/results
+
+bench-models: $(STAMP)
+	$(BIN)/python bench/bench_models.py
+
+# Reproduce the bundled model: training data (never the benchmark's photos), the full run and two
+# ablations (about 20 min on 2 cores), export to add_pipeline/model/bundled/model.pt, then compare.
+model: $(STAMP)
+	$(BIN)/python bench/model_runs.py data
+	$(BIN)/python bench/model_runs.py train
+	$(BIN)/python bench/model_runs.py export
+	$(MAKE) eval-model
+
+eval-model: $(STAMP)
+	test -d bench/work/eval/pipeline || $(MAKE) eval
+	$(BIN)/python bench/eval_model.py
 
 clean:
 	rm -rf out samples bench/work .pytest_cache

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from add_pipeline.cli_tools import tools
-from add_pipeline.model.cli import COMMANDS as MODEL_COMMANDS
 from add_pipeline.core.config import ConfigError
+from add_pipeline.model.cli import COMMANDS as MODEL_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,7 +148,8 @@ def _table(rel: object) -> str:
 
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--assets", required=True, type=click.Path(file_okay=False, path_type=Path), help="Asset folder to write.")
+@click.option("--assets", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Asset folder to write.")
 def curate(out: Path, assets: Path) -> None:
     """Extract, score and filter reusable objects and background plates from the shards in OUT."""
     from add_pipeline.compose.curate import curate as run_curate

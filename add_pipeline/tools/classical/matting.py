@@ -8,6 +8,7 @@ trimap's 0/1. Foreground colours are decontaminated with ``estimate_foreground_m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import cv2
@@ -32,6 +33,44 @@ def make_trimap(mask: np.ndarray, band: int) -> np.ndarray:
     return tri
 
 
+def matte_in_band(
+    image: np.ndarray, mask: np.ndarray, band: int | None, margin: int,
+    solve: Callable[[np.ndarray, np.ndarray], np.ndarray | None], name: str,
+) -> Matte:
+    """The frame every trimap matter shares: trimap from ``mask``, alpha solved only on the unknown
+    band's box (plus ``margin`` known px) by ``solve``, exact 0/1 elsewhere, colours decontaminated.
+
+    Args:
+        image: ``HxWx3 uint8``; mask: ``HxW bool``; band: half width in px (None: :func:`default_band`).
+        solve: ``(crop HxWx3 uint8, trimap HxW float64) -> alpha HxW`` in [0, 1], or None to fall
+            back to the binary mask.
+    """
+    import pymatting
+
+    h, w = image.shape[:2]
+    b = band if band is not None else default_band((h, w))
+    if b < 1:
+        raise ToolError(f"{name}: band must be >= 1 px, got {b}")
+    tri = make_trimap(mask, int(b))
+    alpha = (tri == 1.0).astype(np.float32)
+    fg = image.astype(np.float32) / 255.0
+    unknown = tri == 0.5
+    if not unknown.any():
+        return Matte(alpha=alpha, foreground=fg)
+    ys, xs = np.nonzero(unknown)
+    y0, y1 = max(ys.min() - margin, 0), min(ys.max() + 1 + margin, h)
+    x0, x1 = max(xs.min() - margin, 0), min(xs.max() + 1 + margin, w)
+    crop, t = image[y0:y1, x0:x1], tri[y0:y1, x0:x1]
+    solved = solve(crop, t)
+    if solved is None:
+        return Matte(alpha=mask.astype(np.float32), foreground=fg)
+    a = np.where(t == 0.5, np.clip(solved, 0.0, 1.0), t)
+    f = pymatting.estimate_foreground_ml(crop.astype(np.float64) / 255.0, a.astype(np.float64))
+    alpha[y0:y1, x0:x1] = a.astype(np.float32)
+    fg[y0:y1, x0:x1] = np.clip(f, 0.0, 1.0).astype(np.float32)
+    return Matte(alpha=alpha, foreground=fg)
+
+
 class _PymattingMatter(Matter):
     """Shared crop / trimap / foreground logic; subclasses pick the alpha estimator."""
 
@@ -49,32 +88,12 @@ class _PymattingMatter(Matter):
         return fn(img, tri)
 
     def infer(self, image: np.ndarray, mask: np.ndarray, band: int | None) -> Matte:
-        import pymatting
+        def solve(crop: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+            if not (t == 1.0).any() or not (t == 0.0).any():
+                return None  # a solver needs both known labels; without them the mask is all there is
+            return self._alpha(crop.astype(np.float64) / 255.0, t)
 
-        h, w = image.shape[:2]
-        b = band if band is not None else (self.band if self.band is not None else default_band((h, w)))
-        if b < 1:
-            raise ToolError(f"{self.name}: band must be >= 1 px, got {b}")
-        tri = make_trimap(mask, int(b))
-        alpha = (tri == 1.0).astype(np.float32)
-        fg = image.astype(np.float32) / 255.0
-        unknown = tri == 0.5
-        if not unknown.any():
-            return Matte(alpha=alpha, foreground=fg)
-        ys, xs = np.nonzero(unknown)
-        y0, y1 = max(ys.min() - self.margin, 0), min(ys.max() + 1 + self.margin, h)
-        x0, x1 = max(xs.min() - self.margin, 0), min(xs.max() + 1 + self.margin, w)
-        img = image[y0:y1, x0:x1].astype(np.float64) / 255.0
-        t = tri[y0:y1, x0:x1]
-        if not (t == 1.0).any() or not (t == 0.0).any():
-            # A solver needs both known labels; without them the mask is all there is.
-            return Matte(alpha=mask.astype(np.float32), foreground=fg)
-        a = np.clip(self._alpha(img, t), 0.0, 1.0)
-        a = np.where(t == 0.5, a, t)
-        f = pymatting.estimate_foreground_ml(img, a)
-        alpha[y0:y1, x0:x1] = a.astype(np.float32)
-        fg[y0:y1, x0:x1] = np.clip(f, 0.0, 1.0).astype(np.float32)
-        return Matte(alpha=alpha, foreground=fg)
+        return matte_in_band(image, mask, band if band is not None else self.band, self.margin, solve, self.name)
 
 
 @register

@@ -10,7 +10,8 @@ are pixels whose locally averaged darkening exceeds ``dark``, whose channel rati
 candidate components touching the object's ground-contact region (the bottom of its mask,
 dilated), inside a neighbourhood scaled by the object's size. The matte is ``1 - I / B`` on that
 region, grown by a few px for soft edges, smoothed, and zero on the object and on the other
-objects. A region much larger than the object is rejected as dark surroundings: on doubt the matte is empty (score 0, ``stats['found'] == 0``).
+objects. A region much larger than the object is rejected as dark surroundings: on doubt the
+matte is empty (score 0, ``stats['found'] == 0``).
 """
 
 from __future__ import annotations

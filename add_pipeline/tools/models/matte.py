@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from add_pipeline.tools.base import Matte, Matter, ToolError, register
+from add_pipeline.tools.base import Matte, Matter, register
 from add_pipeline.tools.batching import BatchedTool
-from add_pipeline.tools.classical.matting import default_band, make_trimap
+from add_pipeline.tools.classical.matting import matte_in_band
 from add_pipeline.tools.models import imaging as im
 from add_pipeline.tools.models.runtime import ModelRuntime
 
@@ -53,30 +53,12 @@ class VitMatteMatter(ModelRuntime, BatchedTool, Matter):
         self._divisor = int(cfg.get("size_divisor", cfg.get("size_divisibility", 32)))
 
     def infer(self, image: np.ndarray, mask: np.ndarray, band: int | None) -> Matte:
-        import pymatting
+        def solve(crop: np.ndarray, t: np.ndarray) -> np.ndarray:
+            self.ensure_loaded()
+            x = np.concatenate([im.normalize(crop, self._mean, self._std), t[None].astype(np.float32)])
+            return self.forward(x)
 
-        h, w = image.shape[:2]
-        b = band if band is not None else (self.band if self.band is not None else default_band((h, w)))
-        if b < 1:
-            raise ToolError(f"{self.name}: band must be >= 1 px, got {b}")
-        tri = make_trimap(mask, int(b))
-        alpha = (tri == 1.0).astype(np.float32)
-        fg = image.astype(np.float32) / 255.0
-        unknown = tri == 0.5
-        if not unknown.any():
-            return Matte(alpha=alpha, foreground=fg)
-        self.ensure_loaded()
-        ys, xs = np.nonzero(unknown)
-        y0, y1 = max(ys.min() - self.context, 0), min(ys.max() + 1 + self.context, h)
-        x0, x1 = max(xs.min() - self.context, 0), min(xs.max() + 1 + self.context, w)
-        crop, t = image[y0:y1, x0:x1], tri[y0:y1, x0:x1]
-        x = np.concatenate([im.normalize(crop, self._mean, self._std), t[None].astype(np.float32)])
-        a = np.clip(self.forward(x), 0.0, 1.0)
-        a = np.where(t == 0.5, a, t)
-        f = pymatting.estimate_foreground_ml(crop.astype(np.float64) / 255.0, a.astype(np.float64))
-        alpha[y0:y1, x0:x1] = a.astype(np.float32)
-        fg[y0:y1, x0:x1] = np.clip(f, 0.0, 1.0).astype(np.float32)
-        return Matte(alpha=alpha, foreground=fg)
+        return matte_in_band(image, mask, band if band is not None else self.band, self.context, solve, self.name)
 
     def _forward(self, items: list[np.ndarray]) -> list[np.ndarray]:
         import torch
