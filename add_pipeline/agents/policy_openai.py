@@ -24,10 +24,8 @@ the messages, so editing ``agents/*.md`` invalidates the cache by itself.
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
-import io
 import json
 import logging
 import os
@@ -38,13 +36,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import openai
-from PIL import Image
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from add_pipeline.agents.llm_io import (
+    CACHE_VERSION,
+    add_usage,
+    check_image,
+    error_text,
+    first_json_object,
+    load_prompts,
+    png_data_url,
+    public_url,
+    reply_content,
+    request_hash,
+)
 from add_pipeline.agents.policy import PolicyError
 from add_pipeline.agents.schemas import Decision, Plan, VerifyReport
 
@@ -52,8 +60,6 @@ log = logging.getLogger(__name__)
 
 JsonMode = Literal["schema", "object", "none"]
 JSON_MODES: tuple[str, ...] = ("schema", "object", "none")
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "agents"
-CACHE_VERSION = 1
 MAX_CROPS = 9  # 8 objects + background: the most a report can name
 
 # Errors worth another attempt: the request may well succeed if sent again.
@@ -66,159 +72,7 @@ _TRANSIENT = (
     ConnectionError,
 )
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)  # reasoning models (Qwen, DeepSeek) on local servers
 _M = TypeVar("_M", bound=BaseModel)
-
-_FALLBACK_PROMPTS = {
-    "planner": (
-        "You plan the decomposition of a photo into a background layer and object layers (with shadows). "
-        "Reply with one JSON object with the fields max_objects, min_area_frac, max_area_frac, shadows, "
-        "objects (a list of {name, casts_shadow}) and notes. Object names are short noun phrases used as "
-        "detection prompts. Keep the workflow defaults unless the photo gives a reason to change them."
-    ),
-    "verifier": (
-        "You review the quality checks of a layer decomposition. Reply with one JSON object "
-        '{"verdict": "accept"|"revise"|"reject", "actions": [{"kind", "target", "reason"}], "reason"}. '
-        "revise needs at least one action; accept and reject take none; never accept when a "
-        "recomposition check failed; retry_inpaint targets only 'background', every other action an object id."
-    ),
-}
-
-
-class _OutputError(ValueError):
-    """The reply could not be read as a JSON object."""
-
-
-# ---------------------------------------------------------------- pure helpers
-
-
-def _check_image(image: object) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        got = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected an HxWx3 uint8 image, got {got}")
-    return image
-
-
-def _png_data_url(image: np.ndarray, max_side: int) -> str:
-    """Encode an ``HxWx3 uint8`` RGB image as a PNG data URL, downscaled so its longer side is <= ``max_side``."""
-    _check_image(image)
-    pil = Image.fromarray(np.ascontiguousarray(image))
-    h, w = image.shape[:2]
-    scale = max_side / max(h, w)
-    if scale < 1.0:
-        pil = pil.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def request_hash(model: str, schema: str, temperature: float, messages: list[dict[str, Any]]) -> str:
-    """SHA-256 of the canonical JSON of a request, images replaced by the SHA-256 of their PNG bytes."""
-
-    def scrub(part: Any) -> Any:
-        if isinstance(part, dict) and part.get("type") == "image_url":
-            png = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
-            return {"type": "image", "png_sha256": hashlib.sha256(png).hexdigest()}
-        return part
-
-    msgs = [
-        {**m, "content": [scrub(p) for p in m["content"]]} if isinstance(m.get("content"), list) else m
-        for m in messages
-    ]
-    payload = {
-        "version": CACHE_VERSION,
-        "model": model,
-        "schema": schema,
-        "temperature": temperature,
-        "messages": msgs,
-    }
-    canon = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
-
-
-def first_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in ``text``; fences, prose around it and ``<think>`` blocks are skipped."""
-    text = _THINK.sub("", text)
-    decoder = json.JSONDecoder()
-    first_error = None
-    i = text.find("{")
-    while i != -1:
-        try:
-            obj, _ = decoder.raw_decode(text, i)
-            return obj  # raw_decode from "{" can only yield a dict
-        except json.JSONDecodeError as e:
-            first_error = first_error or e
-        i = text.find("{", i + 1)
-    if first_error is not None:
-        raise _OutputError(f"reply holds no valid JSON object ({first_error.msg} at char {first_error.pos})")
-    raise _OutputError("reply holds no JSON object")
-
-
-def _error_text(exc: BaseException) -> str:
-    """A short, single-line description of why an attempt failed."""
-    if isinstance(exc, ValidationError):
-        text = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
-    elif isinstance(exc, ValueError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:400]
-
-
-def _reply_content(response: Any) -> str:
-    try:
-        content = response.choices[0].message.content
-    except (AttributeError, IndexError, KeyError, TypeError) as e:
-        raise _OutputError(f"response has no choices[0].message.content ({type(e).__name__})") from None
-    if not isinstance(content, str) or not content.strip():
-        raise _OutputError("empty reply")
-    return content
-
-
-def _add_usage(total: dict[str, int], response: Any) -> None:
-    usage = getattr(response, "usage", None)
-    if usage is None:
-        return
-    if hasattr(usage, "model_dump"):
-        usage = usage.model_dump()
-    elif not isinstance(usage, dict):
-        usage = vars(usage)
-    for k in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        v = usage.get(k)
-        if isinstance(v, (int, float)):
-            total[k] = total.get(k, 0) + int(v)
-
-
-def _public_url(url: str | None) -> str | None:
-    """``url`` without user info, query or fragment (they may carry credentials)."""
-    if url is None:
-        return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-    except ValueError:
-        return "<unparseable>"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _load_prompts(prompts_dir: str | Path | None) -> tuple[dict[str, str], dict[str, str]]:
-    folder = DEFAULT_PROMPTS_DIR if prompts_dir is None else Path(prompts_dir)
-    if prompts_dir is not None and not folder.is_dir():
-        raise ValueError(f"prompts_dir {str(folder)!r} is not a directory")
-    texts, sources = {}, {}
-    for role in ("planner", "verifier"):
-        path = folder / f"{role}.md"
-        if path.is_file():
-            texts[role], sources[role] = path.read_text(encoding="utf-8").strip(), str(path)
-        else:
-            log.info("no %s; using the built-in %s prompt", path, role)
-            texts[role], sources[role] = _FALLBACK_PROMPTS[role], "built-in"
-    return texts, sources
-
-
-# ---------------------------------------------------------------- the policy
-
 
 class OpenAIPolicy:
     """Planner + verifier policy backed by a chat-completions model.
@@ -279,7 +133,7 @@ class OpenAIPolicy:
         self.retry_backoff_s = float(retry_backoff_s)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.max_image_side = max_image_side
-        self._prompts, self._prompt_sources = _load_prompts(prompts_dir)
+        self._prompts, self._prompt_sources = load_prompts(prompts_dir)
         self._injected = client is not None
         self._client = client
         self._client_lock = threading.Lock()
@@ -289,7 +143,7 @@ class OpenAIPolicy:
 
     def plan(self, image: np.ndarray, defaults: Plan, context: dict[str, Any]) -> Plan:
         """Ask the model for a :class:`Plan` of ``image`` (HxWx3 uint8 RGB); omitted fields keep ``defaults``."""
-        h, w = _check_image(image).shape[:2]
+        h, w = check_image(image).shape[:2]
         text = (
             f"Plan the layer decomposition of this photo ({w}x{h} pixels).\n\n"
             f"Workflow defaults (keep a field unless the photo gives a reason to change it):\n"
@@ -298,7 +152,7 @@ class OpenAIPolicy:
         )
         content = [self._text(text, Plan)]
         if self.vision:
-            content.append({"type": "image_url", "image_url": {"url": _png_data_url(image, self.max_image_side)}})
+            content.append({"type": "image_url", "image_url": {"url": png_data_url(image, self.max_image_side)}})
         base = defaults.model_dump()
 
         def parse(obj: dict[str, Any]) -> Plan:
@@ -325,7 +179,7 @@ class OpenAIPolicy:
             for target in sorted(crops)[:MAX_CROPS]:
                 content.append({"type": "text", "text": f"Crop of {target}:"})
                 content.append(
-                    {"type": "image_url", "image_url": {"url": _png_data_url(crops[target], self.max_image_side)}}
+                    {"type": "image_url", "image_url": {"url": png_data_url(crops[target], self.max_image_side)}}
                 )
 
         def parse(obj: dict[str, Any]) -> Decision:
@@ -340,7 +194,7 @@ class OpenAIPolicy:
         return {
             "policy": self.name,
             "model": self.model,
-            "base_url": _public_url(self.base_url),
+            "base_url": public_url(self.base_url),
             "api_key_env": self.api_key_env,
             "client": "injected" if self._injected else "openai",
             "vision": self.vision,
@@ -460,26 +314,26 @@ class OpenAIPolicy:
             try:
                 response = client.chat.completions.create(**self._create_kwargs(schema, model_cls, convo))
             except _TRANSIENT as e:
-                last_error = self._redact(_error_text(e))
+                last_error = self._redact(error_text(e))
                 record["errors"].append(last_error)
                 log.warning("%s: %s attempt %d failed: %s", self.model, schema, attempt + 1, last_error)
                 if attempt < self.max_retries and self.retry_backoff_s > 0:
                     time.sleep(self.retry_backoff_s * 2**attempt)
                 continue
             except openai.APIError as e:  # auth, bad request, ...: asking again will not help
-                msg = self._redact(_error_text(e))
+                msg = self._redact(error_text(e))
                 record["errors"].append(msg)
                 hint = ""
                 if isinstance(e, openai.BadRequestError) and self.json_mode != "none":
                     hint = " (if the server rejects response_format, set json_mode to 'object' or 'none')"
                 raise PolicyError(f"openai policy: model {self.model!r} request failed: {msg}{hint}") from None
-            _add_usage(usage, response)
+            add_usage(usage, response)
             content = None
             try:
-                content = _reply_content(response)
+                content = reply_content(response)
                 return parse(first_json_object(content))
-            except ValueError as e:  # _OutputError, pydantic ValidationError, check_against
-                last_error = self._redact(_error_text(e))
+            except ValueError as e:  # OutputError, pydantic ValidationError, check_against
+                last_error = self._redact(error_text(e))
                 record["errors"].append(last_error)
                 log.warning("%s: %s attempt %d gave an invalid reply: %s", self.model, schema, attempt + 1, last_error)
                 if content is not None:
@@ -509,7 +363,7 @@ class OpenAIPolicy:
         except FileNotFoundError:
             return None
         except (OSError, KeyError, TypeError, ValueError) as e:
-            log.warning("ignoring unusable cache entry %s: %s", path, self._redact(_error_text(e)))
+            log.warning("ignoring unusable cache entry %s: %s", path, self._redact(error_text(e)))
             return None
 
     def _cache_put(self, schema: str, h: str, result: BaseModel, record: dict[str, Any], usage: dict[str, int]) -> None:
