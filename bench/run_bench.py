@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import psutil
+import yaml
 
 from add_pipeline.exec.run import RunOptions, run
 from add_pipeline.samples import write_samples
@@ -75,6 +76,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--placements", nargs="+", default=["tool-tasks", "sample-tasks"],
+                    choices=["tool-tasks", "sample-tasks"], help="execution.placement values to compare")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -82,35 +85,45 @@ def main() -> None:
     results: dict[str, object] = {"inputs": n, "working_size": 512, "repeats": args.repeats,
                                   "machine": {"cpus": psutil.cpu_count(), "platform": platform.platform()},
                                   "configs": {}}
-    for workers in args.workers:
+    for placement, workers in [(p, w) for p in args.placements for w in args.workers]:
         runs = []
+        workflow = args.work / f"cpu-default-{placement}.yaml"
+        spec = yaml.safe_load((ROOT / "workflows" / "cpu-default.yaml").read_text())
+        spec.setdefault("execution", {})["placement"] = placement
+        workflow.write_text(yaml.safe_dump(spec))
         for r in range(args.repeats):
             with PeakRSS() as mem:
-                stats = run(RunOptions(input=str(inputs), out=args.work / f"w{workers}", workers=workers,
-                                       overwrite=True, progress=False, seed=0))
+                stats = run(RunOptions(input=str(inputs), out=args.work / f"{placement}-w{workers}", workers=workers,
+                                       workflow=str(workflow), overwrite=True, progress=False, seed=0))
             last = stats["last_run"]
             overhead = 1.0 - last["tool_s"] / (last["processing_s"] * workers)
             runs.append({"images_per_s": last["images_per_s"], "processing_s": last["processing_s"],
                          "startup_s": last["startup_s"], "tool_s": last["tool_s"], "overhead": overhead,
                          "peak_rss_mb": mem.peak / 2**20, "accepted": stats["accepted"],
                          "rejected": stats["rejected"]})
-            print(f"workers={workers} run {r}: {last['images_per_s']:.2f} img/s, overhead {overhead:.1%}, "
+            print(f"{placement} workers={workers} run {r}: {last['images_per_s']:.2f} img/s, overhead {overhead:.1%}, "
                   f"peak {mem.peak / 2**20:.0f} MB", flush=True)
         med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
-        results["configs"][str(workers)] = {"median": med, "runs": runs,  # type: ignore[index]
+        results["configs"][f"{placement}/{workers}"] = {"median": med, "runs": runs,  # type: ignore[index]
                                             "tools": {k: v["median_s"] for k, v in stats["tools"].items()}}
     cfg = results["configs"]
-    if "1" in cfg and "2" in cfg:  # type: ignore[operator]
-        results["speedup_1_to_2"] = cfg["2"]["median"]["images_per_s"] / cfg["1"]["median"]["images_per_s"]  # type: ignore[index]
+    for placement in args.placements:
+        one, two = cfg.get(f"{placement}/1"), cfg.get(f"{placement}/2")  # type: ignore[union-attr]
+        if one and two:
+            results[f"speedup_1_to_2/{placement}"] = two["median"]["images_per_s"] / one["median"]["images_per_s"]
     (args.out / "decompose.json").write_text(json.dumps(results, indent=2))
     lines = [f"# Decompose benchmark ({n} photos at 512 px, median of {args.repeats} runs, local Ray)", "",
-             "| workers | photos/s | orchestration overhead | peak RSS (MB) | start-up (s) |", "|---|---|---|---|---|"]
-    for w, c in cfg.items():  # type: ignore[union-attr]
+             "| placement | workers | photos/s | orchestration overhead | peak RSS (MB) | start-up (s) |",
+             "|---|---|---|---|---|---|"]
+    for key, c in cfg.items():  # type: ignore[union-attr]
         m = c["median"]
-        lines.append(f"| {w} | {m['images_per_s']:.2f} | {m['overhead']:.1%} | {m['peak_rss_mb']:.0f} | "
+        placement, w = key.split("/")
+        lines.append(f"| {placement} | {w} | {m['images_per_s']:.2f} | {m['overhead']:.1%} | {m['peak_rss_mb']:.0f} | "
                      f"{m['startup_s']:.1f} |")
-    if "speedup_1_to_2" in results:
-        lines += ["", f"Speed-up 1 -> 2 workers: {results['speedup_1_to_2']:.2f}x", ""]
+    lines.append("")
+    lines += [f"Speed-up 1 -> 2 workers ({k.split('/')[1]}): {v:.2f}x" for k, v in results.items()
+              if k.startswith("speedup_1_to_2/")]
+    lines.append("")
     last_cfg = list(cfg.values())[-1]  # type: ignore[union-attr]
     lines += ["| tool | median s per call |", "|---|---|"]
     lines += [f"| {t} | {s:.3f} |" for t, s in last_cfg["tools"].items() if s is not None]

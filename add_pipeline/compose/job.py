@@ -47,6 +47,10 @@ class ComposeJob:
     settings: ComposeSettings
     seed: int
 
+    def recipe(self) -> None:
+        """Compositions run as graphs in the driver (execution.placement: tool-tasks) only, for now."""
+        return None
+
     def process(self, item: InputItem, runner: ToolRunner) -> SampleOutcome:
         t0 = time.perf_counter()
         index = int(item.source.rsplit("#", 1)[1])

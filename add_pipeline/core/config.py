@@ -91,6 +91,11 @@ class Execution(BaseModel):
     in_flight_per_worker: int = Field(default=2, ge=1)
     task_retries: int = Field(default=2, ge=0)
     checkpoint_graphs: bool = True
+    placement: Literal["tool-tasks", "sample-tasks"] = Field(
+        default="tool-tasks",
+        description="tool-tasks: graphs run in the driver, every tool call is a Ray task (or actor call); "
+        "sample-tasks: each photo's whole graph is one Ray task whose classical tools run in that worker, "
+        "while actor tools (models) are still called on their actors - far less driver work per photo")
 
 
 class PolicyConfig(BaseModel):

@@ -202,3 +202,48 @@ class RayToolRunner:
                 ray.kill(actor)
         self._actors.clear()
         self._batchers.clear()
+
+
+# ---------------------------------------------------------------- sample-tasks placement
+
+_WORKER_JOBS: dict[Any, Any] = {}
+
+
+class WorkerToolRunner:
+    """On a worker running whole samples: classical tools in this process, actor tools on their actors."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        from add_pipeline.exec.runner import LocalToolRunner
+
+        self.workflow = workflow
+        self._local = LocalToolRunner(workflow)
+        self._remote: RayToolRunner | None = None
+
+    def call(self, step: str, *args: Any, fallback: bool = False, **kwargs: Any) -> CallResult:
+        if not self.workflow.card(step, fallback).actor:
+            return self._local.call(step, *args, fallback=fallback, **kwargs)
+        if self._remote is None:
+            self._remote = RayToolRunner(self.workflow)
+        return self._remote.call(step, *args, fallback=fallback, **kwargs)
+
+    def close(self) -> None:
+        self._local.close()
+
+
+@ray.remote
+def _run_sample(recipe: Any, item: Any) -> Any:
+    """One whole sample on this worker; the job (graph, policy, tools) is built once per process."""
+    if recipe not in _WORKER_JOBS:
+        _limit_threads()
+        job = recipe.build()
+        _WORKER_JOBS[recipe] = (job, WorkerToolRunner(job.workflow))
+    job, runner = _WORKER_JOBS[recipe]
+    return job.process(item, runner)
+
+
+def submit_sample(recipe: Any, item: Any, num_cpus: float) -> Future[Any]:
+    """Run ``recipe.build().process(item, ...)`` as one Ray task; a concurrent Future of its outcome.
+
+    No automatic Ray retries: the caller sees a system failure and records its own retry.
+    """
+    return _run_sample.options(num_cpus=num_cpus, max_retries=0).remote(recipe, item).future()

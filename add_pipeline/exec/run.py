@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -143,6 +144,11 @@ class Job(Protocol):
         """Run one item; per-item problems come back as a reject, never as an exception."""
         ...
 
+    def recipe(self) -> Any:
+        """A small, hashable, picklable object whose ``build()`` makes an equivalent job on a worker
+        (for ``execution.placement: sample-tasks``), or None if the job cannot run there."""
+        ...
+
 
 @dataclass(frozen=True)
 class ExecOptions:
@@ -190,20 +196,29 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
     counts = {"accepted": 0, "rejected": 0}
     tool_s = 0.0
     window = ex.workers * wf.execution.in_flight_per_worker
+    saver = getattr(getattr(job, "graph", None), "checkpointer", None)
     with _runner(ex.local, ex.ray_address, wf, ex.workers) as runner, ThreadPoolExecutor(
         max_workers=window, thread_name_prefix="graph"
     ) as pool, tqdm(total=len(todo), unit="img", disable=not ex.progress, dynamic_ncols=True) as bar:
         t_ready = time.perf_counter()
-        pending: set[Future[SampleOutcome]] = set()
+        submit = _submitter(job, ex, pool, runner)
+        pending: dict[Future[SampleOutcome], tuple[InputItem, list[dict[str, Any]]]] = {}
         queue = iter(todo)
         for item in queue:
-            pending.add(pool.submit(job.process, item, runner))
+            pending[submit(item)] = (item, [])
             if len(pending) >= window:
                 break
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in finished:
-                outcome = fut.result()
+                item, retries = pending.pop(fut)
+                outcome = _outcome(fut, item, retries, wf)
+                if outcome is None:  # a system failure of a sample task: retried, and the retry recorded
+                    pending[submit(item)] = (item, retries)
+                    continue
+                if outcome.checkpoint is not None and saver is not None:
+                    config, checkpoint, metadata = outcome.checkpoint
+                    saver.put(config, checkpoint, metadata, checkpoint.get("channel_versions", {}))
                 batcher.add(outcome)
                 tool_s += sum(outcome.tool_seconds.values())
                 counts["accepted" if outcome.row is not None else "rejected"] += 1
@@ -211,7 +226,7 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
                 bar.set_postfix(ok=counts["accepted"], rej=counts["rejected"])
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending.add(pool.submit(job.process, nxt, runner))
+                    pending[submit(nxt)] = (nxt, [])
         batcher.flush()
         t_done = time.perf_counter()
     stats = compute_stats(ex.out)
@@ -221,6 +236,44 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
                          "images_per_s": len(todo) / max(processing, 1e-9), "tool_s": tool_s}
     _write_json(ex.out / "stats.json", stats)
     return stats
+
+
+def _submitter(job: Job, ex: ExecOptions, pool: ThreadPoolExecutor, runner: ToolRunner) -> Any:
+    """``item -> Future[SampleOutcome]``: a driver thread running the graph (tool-tasks, or local), or
+    one Ray task per sample (sample-tasks)."""
+    if job.workflow.execution.placement == "sample-tasks" and not ex.local:
+        recipe = job.recipe()
+        if recipe is None:
+            raise RunError(f"workflow {job.workflow.name!r} asks for sample-tasks, which this stage does not support")
+        from add_pipeline.exec.ray_exec import submit_sample
+
+        return lambda item: submit_sample(recipe, item, num_cpus=1.0)
+    return lambda item: pool.submit(job.process, item, runner)
+
+
+def _outcome(fut: Future[SampleOutcome], item: InputItem, retries: list[dict[str, Any]],
+             wf: Workflow) -> SampleOutcome | None:
+    """The outcome of a finished future; None when a sample task failed for a system reason and
+    may be retried (the failure is kept in ``retries`` and lands in the sample's trace)."""
+    try:
+        outcome = fut.result()
+    except Exception as exc:  # only sample tasks raise here: decompose_one turns errors into rejects
+        row = {"trace_id": "", "sample_id": item.sample_id, "seq": 0, "node": "sample", "tool": None,
+               "started_at": datetime.now(timezone.utc), "duration_s": 0.0, "input": "{}", "output": "{}",
+               "decision": '{"retry": true}', "error": f"{type(exc).__name__}: {exc}"[:2000], "attempt": 0}
+        retries.append(row)
+        if len(retries) <= wf.execution.task_retries:
+            return None
+        return SampleOutcome(item.sample_id, None, {
+            "sample_id": item.sample_id, "source": item.source, "stage": "system",
+            "reason": f"sample task failed {len(retries)} times; last: {row['error']}"[:500],
+            "trace_id": "", "workflow": wf.name, "rejected_at": datetime.now(timezone.utc)}, retries)
+    if retries:  # earlier failed attempts go first in this sample's trace, under its trace id
+        fixed = [{**r, "trace_id": outcome.traces[0]["trace_id"] if outcome.traces else ""} for r in retries]
+        outcome.traces[:0] = fixed
+        for seq, r in enumerate(outcome.traces):
+            r["seq"] = seq
+    return outcome
 
 
 @contextmanager
@@ -246,9 +299,29 @@ class DecomposeJob:
     workflow: Workflow
     graph: Any
     policy: Policy
+    out: Path
 
     def process(self, item: InputItem, runner: ToolRunner) -> SampleOutcome:
         return decompose_one(item, self.graph, self.workflow, runner, self.policy, self.workflow.name)
+
+    def recipe(self) -> DecomposeRecipe:
+        return DecomposeRecipe(self.workflow.model_dump_json(), str(self.out))
+
+
+@dataclass(frozen=True)
+class DecomposeRecipe:
+    """What a worker needs to build the decompose job: the resolved workflow (JSON) and OUT."""
+
+    workflow_json: str
+    out: str
+
+    def build(self) -> DecomposeJob:
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        wf = Workflow.model_validate_json(self.workflow_json)
+        # Checkpoints stay in memory on the worker; each sample's last one goes to the driver's SQLite.
+        saver = InMemorySaver() if wf.execution.checkpoint_graphs else None
+        return DecomposeJob(wf, build_graph(saver), _policy(wf, Path(self.out)), Path(self.out))
 
 
 def run(opts: RunOptions) -> dict[str, Any]:
@@ -262,4 +335,4 @@ def run(opts: RunOptions) -> dict[str, Any]:
         items = items[: opts.limit]
     todo = prepare_out(items, wf, ex, {"stage": "decompose", "options": {**asdict(opts), "out": str(opts.out)}})
     with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
-        return execute(todo, DecomposeJob(wf, build_graph(saver), _policy(wf, ex.out)), ex)
+        return execute(todo, DecomposeJob(wf, build_graph(saver), _policy(wf, ex.out), ex.out), ex)

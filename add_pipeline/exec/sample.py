@@ -29,6 +29,7 @@ class SampleOutcome:
     traces: list[dict[str, Any]]
     tool_seconds: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
+    checkpoint: tuple[Any, Any, Any] | None = None  # (config, checkpoint, metadata) made on a worker
 
 
 def decompose_one(
@@ -50,6 +51,7 @@ def decompose_one(
     except Exception as exc:  # a failure of the graph machinery itself (e.g. recursion limit)
         ctx.trace.record("graph", None, time.time(), 0.0, error=f"{type(exc).__name__}: {exc}")
         final = {"status": "rejected", "stage": "graph", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    checkpoint = take_checkpoint(graph, trace_id)
     row = reject = None
     if final.get("status") == "accepted":
         row = {**ctx.store["row"], "trace_id": trace_id, "workflow": workflow_label}
@@ -62,4 +64,18 @@ def decompose_one(
             "rejected_at": datetime.now(timezone.utc),
         }
     return SampleOutcome(item.sample_id, row, reject, ctx.trace.rows, dict(ctx.tool_seconds),
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, checkpoint)
+
+
+def take_checkpoint(graph: Any, thread_id: str) -> tuple[Any, Any, Any] | None:
+    """On a worker (in-memory checkpointer): the run's last checkpoint, removed from memory, so the
+    driver can store it in ``checkpoints.sqlite``. Elsewhere (SQLite already has it): None."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = getattr(graph, "checkpointer", None)
+    if not isinstance(saver, InMemorySaver):
+        return None
+    config = {"configurable": {"thread_id": thread_id}}
+    found = saver.get_tuple(config)
+    saver.delete_thread(thread_id)
+    return None if found is None else (found.config, found.checkpoint, found.metadata)
