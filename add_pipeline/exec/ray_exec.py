@@ -134,6 +134,23 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
+@ray.remote(num_cpus=1)
+def _warm() -> int:
+    """Import the tool modules (OpenCV, scikit-image, pymatting's compiled kernels) in a worker."""
+    from add_pipeline.tools.base import available
+
+    _limit_threads()
+    available("matte")  # loads every built-in tool module
+    import pymatting  # noqa: F401  (its numba kernels load from the disk cache)
+
+    return os.getpid()
+
+
+def warm_up(workers: int) -> None:
+    """Start-up work done once per worker process before the first sample, not during the run."""
+    ray.get([_warm.remote() for _ in range(workers)])
+
+
 def stop_ray(started: bool) -> None:
     if started and ray.is_initialized():
         ray.shutdown()

@@ -93,9 +93,11 @@ def _runner(local: bool, ray_address: str | None, wf: Workflow, workers: int) ->
         finally:
             runner.close()
         return
-    from add_pipeline.exec.ray_exec import RayToolRunner, start_ray, stop_ray  # Ray only when asked for
+    from add_pipeline.exec.ray_exec import RayToolRunner, start_ray, stop_ray, warm_up  # Ray only when asked for
 
     started = start_ray(ray_address, None if ray_address else workers)
+    if started:
+        warm_up(workers)
     runner = RayToolRunner(wf)
     try:
         yield runner
