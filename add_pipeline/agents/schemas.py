@@ -50,12 +50,12 @@ CheckName = Literal[
 ]
 
 
-class CheckResult(BaseModel):
-    """One verifier measurement: ``passed`` iff ``low <= value <= high``."""
+class BoundedCheck(BaseModel):
+    """One measurement against its bounds: ``passed`` iff ``low <= value <= high``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: CheckName
-    target: str  # "sample", "background" or an object id
+    name: str
+    target: str
     value: float
     low: float
     high: float
@@ -63,6 +63,15 @@ class CheckResult(BaseModel):
     @property
     def passed(self) -> bool:
         return self.low <= self.value <= self.high
+
+    def describe(self) -> str:
+        return f"{self.target}.{self.name}={self.value:.3g} outside [{self.low:g}, {self.high:g}]"
+
+
+class CheckResult(BoundedCheck):
+    """One verifier measurement; ``target`` is "sample", "background" or an object id."""
+
+    name: CheckName
 
 
 class VerifyReport(BaseModel):

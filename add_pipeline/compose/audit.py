@@ -22,30 +22,17 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from add_pipeline.agents.schemas import BoundedCheck
 from add_pipeline.compose.plan import ComposeSettings, perspective_rho
 from add_pipeline.core.composite import recomposition_error
 from add_pipeline.core.peel import AssembledLayer
 from add_pipeline.tools.base import Tool, ToolError, check_image, register
 
 
-class ComposeCheck(BaseModel):
-    """One audit check: ``passed`` iff ``low <= value <= high``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    target: str  # "sample" or an object layer name
-    value: float
-    low: float
-    high: float
-
-    @property
-    def passed(self) -> bool:
-        return self.low <= self.value <= self.high
-
-    def describe(self) -> str:
-        return f"{self.target}.{self.name}={self.value:.3g} outside [{self.low:g}, {self.high:g}]"
+class ComposeCheck(BoundedCheck):
+    """One audit check; ``target`` is "sample" or an object layer name."""
 
 
 def build_checks(meas: dict[str, dict[str, float]], s: ComposeSettings) -> list[ComposeCheck]:
