@@ -47,7 +47,7 @@ def decompose_one(
     config = {"configurable": {"thread_id": trace_id}, "recursion_limit": RECURSION_LIMIT}
     try:
         final = graph.invoke({"sample_id": item.sample_id, "source": item.source, "status": "running"},
-                             config=config, context=ctx)
+                             config=config, context=ctx, **_durability(graph))
     except Exception as exc:  # a failure of the graph machinery itself (e.g. recursion limit)
         ctx.trace.record("graph", None, time.time(), 0.0, error=f"{type(exc).__name__}: {exc}")
         final = {"status": "rejected", "stage": "graph", "reason": f"{type(exc).__name__}: {exc}"[:500]}
@@ -65,6 +65,14 @@ def decompose_one(
         }
     return SampleOutcome(item.sample_id, row, reject, ctx.trace.rows, dict(ctx.tool_seconds),
                          time.perf_counter() - t0, checkpoint)
+
+
+def _durability(graph: Any) -> dict[str, str]:
+    """Checkpoint every step where the history is kept (SQLite in the driver); on a worker only the
+    last checkpoint travels to the driver, so writing the intermediate ones would be wasted work."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    return {"durability": "exit"} if isinstance(getattr(graph, "checkpointer", None), InMemorySaver) else {}
 
 
 def take_checkpoint(graph: Any, thread_id: str) -> tuple[Any, Any, Any] | None:
