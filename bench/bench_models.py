@@ -24,28 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from add_pipeline.tools.models.offline_tokenizers import write_bert_tokenizer, write_clip_tokenizer
+
 NOTE = ("random-weight BASE-size architectures on CPU: measures architecture cost, not quality; "
         "outputs of these models are meaningless")
 
 
-def _bert_vocab(d: Path) -> None:
-    from transformers import BertTokenizer
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "object", "cat", "dog", "cup", "person"]
-    (d / "vocab.txt").write_text("\n".join(words) + "\n")
-    BertTokenizer(str(d / "vocab.txt")).save_pretrained(d)
-
-
-def _clip_vocab(d: Path) -> None:
-    from transformers import CLIPTokenizer
-
-    vocab = {"!": 0, "<|endoftext|>": 1, "<|startoftext|>": 2}
-    for c in "abcdefghijklmnopqrstuvwxyz.":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    (d / "vocab.json").write_text(json.dumps(vocab))
-    (d / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt")).save_pretrained(d)
 
 
 def _pre(d: Path, cfg: dict[str, Any]) -> None:
@@ -59,7 +43,7 @@ def build_grounding_dino(d: Path) -> str:
     from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
 
     GroundingDinoForObjectDetection(GroundingDinoConfig()).save_pretrained(d)  # = grounding-dino-tiny's shape
-    _bert_vocab(d)
+    write_bert_tokenizer(d)
     _pre(d, {**IMAGENET, "size": {"shortest_edge": 800, "longest_edge": 1333}})
     return "Swin-T + BERT-base, short side 800"
 
@@ -70,7 +54,7 @@ def build_owlv2(d: Path) -> str:
     cfg = Owlv2Config(vision_config={"image_size": 960, "patch_size": 16},
                       text_config={"bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 1})
     Owlv2ForObjectDetection(cfg).save_pretrained(d)
-    _clip_vocab(d)
+    write_clip_tokenizer(d)
     return "ViT-B/16, 960x960"
 
 

@@ -9,29 +9,7 @@ from pathlib import Path
 
 import torch
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "object", "cat", "dog", "cup", "person", "a", "red"]
-
-
-def _bert_tokenizer(d: Path) -> None:
-    from transformers import BertTokenizer
-
-    (d / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    BertTokenizer(str(d / "vocab.txt")).save_pretrained(d)
-
-
-def _clip_tokenizer(d: Path) -> int:
-    """A character-level CLIP BPE vocabulary (no merges); returns the vocabulary size."""
-    from transformers import CLIPTokenizer
-
-    # OWL treats a query whose first token id is 0 as padding: keep id 0 for a plain character.
-    vocab = {"!": 0, "<|endoftext|>": 1, "<|startoftext|>": 2}
-    for c in "abcdefghijklmnopqrstuvwxyz.":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    (d / "vocab.json").write_text(json.dumps(vocab))
-    (d / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt")).save_pretrained(d)
-    return len(vocab)
+from add_pipeline.tools.models.offline_tokenizers import BERT_WORDS, write_bert_tokenizer, write_clip_tokenizer
 
 
 def _reinit(model: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
@@ -59,13 +37,13 @@ def grounding_dino(d: Path) -> Path:
     cfg = GroundingDinoConfig(
         backbone_config=dict(model_type="swin", embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
                              window_size=4, image_size=64, out_indices=[2, 3, 4]),
-        text_config=dict(model_type="bert", vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1,
+        text_config=dict(model_type="bert", vocab_size=len(BERT_WORDS), hidden_size=16, num_hidden_layers=1,
                          num_attention_heads=2, intermediate_size=32, max_position_embeddings=64),
         num_queries=20, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, d_model=32,
         encoder_attention_heads=2, decoder_attention_heads=2, max_text_len=32, encoder_n_points=2,
         decoder_n_points=2)
     GroundingDinoForObjectDetection(cfg).save_pretrained(d)
-    _bert_tokenizer(d)
+    write_bert_tokenizer(d)
     _preprocessor(d, {"image_processor_type": "GroundingDinoImageProcessor", "image_mean": [0.485, 0.456, 0.406],
                       "image_std": [0.229, 0.224, 0.225], "size": {"shortest_edge": 64, "longest_edge": 96}})
     return d
@@ -75,7 +53,7 @@ def owlv2(d: Path) -> Path:
     from transformers import Owlv2Config, Owlv2ForObjectDetection
 
     d.mkdir(parents=True, exist_ok=True)
-    n = _clip_tokenizer(d)
+    n = write_clip_tokenizer(d)
     torch.manual_seed(0)
     cfg = Owlv2Config(
         text_config=dict(vocab_size=n, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
