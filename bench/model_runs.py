@@ -25,7 +25,7 @@ PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 BENCH = ROOT / "bench" / "work" / "synth"
 RUNS = {"full": {}, "no-shadow-branch": {"model": {"shadow_branch": False}},
         "no-restoration-loss": {"restoration_loss": False}}
-BASE = {"threads": 1, "steps": 400, "batch": 4}
+BASE = {"threads": 1, "steps": 1200, "batch": 4}
 BUNDLED_PHOTOS = {"astronaut", "cat", "coffee_cup", "rocket_pad", "pagoda", "dahlia", "portrait_uniform"}
 
 
@@ -87,7 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["data", "train", "export", "eval"])
     ap.add_argument("--steps", type=int, default=BASE["steps"])
-    ap.add_argument("--n-compose", type=int, default=400)
+    ap.add_argument("--n-compose", type=int, default=1200)
     ap.add_argument("--n-synthetic", type=int, default=600)
     args = ap.parse_args()
     if args.what == "data":

@@ -30,7 +30,9 @@ class ModelConfig:
             The network is fully convolutional, so inference may use another size (multiple of 16).
         widths: channels of the encoder stages at 1/2, 1/4, 1/8, 1/16 and 1/32 of the input.
         head_width: channels of the full-resolution head that turns decoder features into layers.
-        slots: K, the number of object slots (and shadow mattes, one per slot).
+        slots: K, the number of object slots (and shadow mattes, one per slot).  A slot is an
+            occlusion level (slot K-1: objects nothing covers; K-2: objects covered by those; ...)
+            and may hold several disjoint objects; see :mod:`~add_pipeline.model.data`.
         refine_width: channels of the boundary refiner (the restoration branch).
         shadow_branch: predict one shadow matte per slot (shadow-guided learning).  Off: no shadow
             head, no shadow loss; shadows are part of the background target.
@@ -39,7 +41,7 @@ class ModelConfig:
     size: int = 256
     widths: tuple[int, ...] = (16, 32, 48, 64, 96)
     head_width: int = 16
-    slots: int = 4
+    slots: int = 2
     refine_width: int = 8
     shadow_branch: bool = True
 
@@ -79,8 +81,10 @@ class TrainConfig:
         degrade_blur: largest Gaussian sigma of the blur degradation (px).
         degrade_spill: largest colour-spill strength in [0, 1].
         band_px: half-width of the boundary band the alpha / restoration losses emphasise.
-        presence_threshold, min_area: inference: a slot is an object when its presence
-            probability exceeds the threshold and its alpha covers at least ``min_area`` of the image.
+        presence_threshold, min_area, alpha_floor: inference: a slot is kept when its presence
+            probability exceeds the threshold; it is split into objects, each a connected component
+            of ``alpha > 0.5`` covering at least ``min_area`` of the image; alpha and shadow values
+            at or below ``alpha_floor`` are dropped (see :func:`~add_pipeline.model.infer.split_objects`).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -115,6 +119,7 @@ class TrainConfig:
     band_px: int = 6
     presence_threshold: float = 0.5
     min_area: float = 0.0005
+    alpha_floor: float = 0.02
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -127,6 +132,7 @@ class TrainConfig:
             "band_px": self.band_px >= 1,
             "degrade_radius": self.degrade_radius >= 1,
             "presence_threshold": 0.0 < self.presence_threshold < 1.0,
+            "alpha_floor": 0.0 <= self.alpha_floor < 0.5,
             "device": self.device in ("cpu", "cuda", "auto"),
         }
         bad = [k for k, ok in checks.items() if not ok]

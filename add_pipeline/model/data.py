@@ -4,15 +4,22 @@ Only committed parts are read (:meth:`ShardStore.committed_files`), so a folder 
 job is still writing is safe to train on.  Rows are indexed once (compressed PNG bytes in
 memory) and decoded on access.
 
-Ground truth per row, built from the layers sorted by ``z`` (back to front):
+Ground truth per row, built from the layers sorted by ``z`` (back to front).  An object and
+its shadow layers form a *unit*.  Slots are **occlusion levels**, counted from the front:
 
-* background: the ``background`` layers composited (the first one is opaque);
-* objects: the ``object`` layers in z order; slot k is the k-th from the back (the slot order
-  is the compositing order, see :mod:`~add_pipeline.model.model`);
-* shadows: each ``shadow`` layer joins its ``parent`` object's slot (several are united);
-  its alpha is the shadow strength;
-* with more than K objects the backmost ones, with their shadows, are composited into the
-  background target (they are "scenery" for this model), as are shadows without a kept parent.
+* a unit's level is 0 when no unit above it (in z) conflicts with it, else one more than the
+  deepest such unit's level.  Unit ``j`` above unit ``i`` conflicts with it when ``j``'s object
+  covers ``i``'s object or ``i``'s shadow, or ``j``'s shadow falls on ``i``'s object (the pairs
+  whose compositing order matters; everything else commutes);
+* slot ``K-1-level`` holds the union of the units of that level: their objects are pairwise
+  disjoint, so alpha and colour add up, and their shadows are united (``1 - prod(1 - s)``);
+* units of level ``>= K``, the background layers and shadows without a kept parent are
+  composited, in z order, into the background target.
+
+So the slot order is a valid compositing order (deeper levels first) and the targets
+recompose the photo exactly, and a slot's content is visible in the photo (what covers what),
+unlike "the k-th object from the back", which depends on objects elsewhere in the image.
+Inference splits a slot into objects by connected components (:mod:`~add_pipeline.model.infer`).
 
 Resizing: the long side goes to ``size`` (colours resized premultiplied, so no dark fringes),
 the short side is padded to ``size``; ``valid`` is 0 on the padding and losses ignore it.
@@ -130,9 +137,7 @@ class LayeredShardDataset(torch.utils.data.Dataset):
         for lay, arr in decoded:
             if arr.shape[:2] != (h, w):
                 raise ValueError(f"{row.sample_id}: layer {lay['name']!r} is {arr.shape[:2]}, image is {(h, w)}")
-        objects = [lay["name"] for lay, _ in decoded if lay["kind"] == "object"]
-        kept = set(objects[-self.slots:]) if self.slots else set()
-        slot_of = {name: i for i, name in enumerate([o for o in objects if o in kept])}
+        slot_of = occlusion_slots(decoded, self.slots)
 
         bg = np.zeros((h, w, 3), np.float32)
         color = np.zeros((self.slots, h, w, 3), np.float32)
@@ -142,12 +147,15 @@ class LayeredShardDataset(torch.utils.data.Dataset):
             kind = lay["kind"]
             if kind == "object" and lay["name"] in slot_of:
                 k = slot_of[lay["name"]]
-                color[k], alpha[k] = arr[..., :3], arr[..., 3]
+                a = arr[..., 3]
+                color[k] = np.where(a[..., None] > 0, arr[..., :3], color[k])  # disjoint within a slot
+                alpha[k] = alpha[k] + a
             elif kind == "shadow" and lay.get("parent") in slot_of:
                 k = slot_of[lay["parent"]]
                 shadow[k] = 1.0 - (1.0 - shadow[k]) * (1.0 - arr[..., 3])
-            else:  # background, dropped objects and orphan shadows become part of the background
+            else:  # background, deep units and orphan shadows become part of the background
                 bg = _over(arr, bg)
+        alpha = np.clip(alpha, 0.0, 1.0)
 
         scale = self.size / max(h, w)
         image, bg = _resize(image, scale), _resize(bg, scale)
@@ -173,6 +181,30 @@ class LayeredShardDataset(torch.utils.data.Dataset):
         if flip:
             out = {key: (v.flip(-1) if v.ndim >= 3 else v) for key, v in out.items()}
         return out
+
+
+def occlusion_slots(decoded: Sequence[tuple[dict, np.ndarray]], slots: int) -> dict[str, int]:
+    """Slot of every object that gets one: ``K - 1 - level`` (see the module docstring).
+
+    Args:
+        decoded: ``(layer, HxWx4 float32 RGBA)`` pairs sorted back to front.
+        slots: K.
+    Returns:
+        object name -> slot index in ``[0, K)``; objects of level ``>= K`` are absent.
+    """
+    names = [lay["name"] for lay, _ in decoded if lay["kind"] == "object"]
+    obj = {lay["name"]: arr[..., 3] > 0 for lay, arr in decoded if lay["kind"] == "object"}
+    shadow = {n: np.zeros_like(m) for n, m in obj.items()}
+    for lay, arr in decoded:
+        if lay["kind"] == "shadow" and lay.get("parent") in shadow:
+            shadow[lay["parent"]] |= arr[..., 3] > 0
+    level: dict[str, int] = {}
+    for i in range(len(names) - 1, -1, -1):
+        me = names[i]
+        deps = [level[j] + 1 for j in names[i + 1:]
+                if (obj[j] & (obj[me] | shadow[me])).any() or (shadow[j] & obj[me]).any()]
+        level[me] = max(deps, default=0)
+    return {n: slots - 1 - lv for n, lv in level.items() if lv < slots}
 
 
 def _chw(arr: np.ndarray) -> torch.Tensor:

@@ -9,6 +9,12 @@ layer is made exact against the quantised composite below it.  Recomposition is 
 exact by construction (rounding only: at most half a grey level), whatever the network's
 quality; the network decides *how* the photo is split, not *whether* it adds up.
 
+Objects: a slot is an occlusion level (see :mod:`~add_pipeline.model.data`) and may hold
+several objects, which never overlap.  A kept slot is split into objects by the connected
+components of its confident alpha (``> 0.5``, at least ``min_area`` of the image); every other
+pixel of the slot's matte above ``alpha_floor`` (and of its shadow matte) joins the nearest
+component.  Each component becomes an object layer with its own shadow layer directly below.
+
 Targets of the solve: a pixel is owned by the topmost layer whose domain (alpha above
 1/255) contains it, and that layer's target there is the photo.  Under an owner, a lower
 layer's target is the network's own composite of the layers up to it (its best guess of
@@ -23,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from add_pipeline.core.composite import opaque, over, solve_layer
 from add_pipeline.core.peel import AssembledLayer
@@ -113,35 +120,70 @@ def predict(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None) ->
     }
 
 
+def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
+                  floor: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split one slot's mattes into objects.
+
+    Args:
+        alpha, shadow: ``HxW`` float mattes in [0, 1] of one slot.
+        min_area: a component of ``alpha > 0.5`` smaller than this share of the image is dropped.
+        floor: alpha and shadow values at or below it are set to 0 (the network's faint haze), as is
+            the alpha of dropped components.
+    Returns:
+        ``(alpha, shadow)`` per object, ``HxW`` float64, ordered top to bottom of the image by
+        their lowest row; the alphas are disjoint, as are the shadows.  Empty when no component passes.
+    """
+    core = alpha > 0.5
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=8)
+    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area * alpha.size]
+    if not keep:
+        return []
+    kept = np.isin(labels, keep)
+    # Nearest kept core pixel of every pixel, hence its component.
+    _, (iy, ix) = ndimage.distance_transform_edt(~kept, return_indices=True)
+    owner = labels[iy, ix]
+    a = np.where((alpha > floor) & ~(core & ~kept), alpha, 0.0)  # dropped specks go, not to a neighbour
+    s = np.where(shadow > floor, shadow, 0.0)
+    bottom = {i: stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep}
+    return [(np.where(owner == i, a, 0.0), np.where(owner == i, s, 0.0)) for i in sorted(keep, key=bottom.get)]
+
+
 def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
-                    presence_threshold: float | None = None, min_area: float | None = None) -> list[AssembledLayer]:
+                    presence_threshold: float | None = None, min_area: float | None = None,
+                    alpha_floor: float | None = None) -> list[AssembledLayer]:
     """Decompose a photo into layers that recompose to it (mean <= 1/255, max <= 8/255 guaranteed by the solve).
 
     Args:
         model: from :func:`load_model` (or any LayerDecomposer; thresholds then default to TrainConfig's).
         rgb: ``HxWx3 uint8`` photo; layers come back at this size.
         size: working size of the network (default: its training size).
-        presence_threshold, min_area: the empty-slot test (default: the model's config).
+        presence_threshold, min_area, alpha_floor: the empty-slot test and the object split
+            (default: the model's config; see :func:`split_objects`).
     Returns:
-        back to front: ``background``; then per kept slot k its shadow ``obj{k}_shadow`` (parent
-        ``obj{k}``, only if the slot has a shadow) and its object ``obj{k}``.  ``rgba`` ``HxWx4 uint8``.
+        back to front: ``background``; then per object ``i`` its shadow ``obj{i}_shadow`` (parent
+        ``obj{i}``, only if it has one) and the object ``obj{i}``; objects of deeper slots first.
+        ``rgba`` ``HxWx4 uint8``.
     """
     cfg: TrainConfig = getattr(model, "train_config", None) or TrainConfig(model=model.config)
     thr = cfg.presence_threshold if presence_threshold is None else presence_threshold
     area = cfg.min_area if min_area is None else min_area
+    floor = cfg.alpha_floor if alpha_floor is None else alpha_floor
     est = predict(model, rgb, size)
     image = rgb.astype(np.float64) / 255.0
     h, w = rgb.shape[:2]
 
-    # Kept slots and their layers, back to front: (name, kind, parent, alpha, colour or None).
+    # Kept objects and their layers, back to front: (name, kind, parent, alpha, colour or None).
     plan: list[tuple[str, str, str | None, np.ndarray, np.ndarray | None]] = []
+    n_obj = 0
     for k in range(model.config.slots):
-        a = est["alpha"][k]
-        if est["presence"][k] <= thr or a.mean() < area or not (a > _DOMAIN_EPS).any():
+        if est["presence"][k] <= thr:
             continue
-        if (est["shadow"][k] > _DOMAIN_EPS).any():
-            plan.append((f"obj{k}_shadow", "shadow", f"obj{k}", est["shadow"][k], None))
-        plan.append((f"obj{k}", "object", None, a, est["color"][k]))
+        for a, sh in split_objects(est["alpha"][k], est["shadow"][k], area, floor):
+            name = f"obj{n_obj}"
+            n_obj += 1
+            if (sh > _DOMAIN_EPS).any():
+                plan.append((f"{name}_shadow", "shadow", name, sh, None))
+            plan.append((name, "object", None, a, est["color"][k]))
     domains = [p[3] > _DOMAIN_EPS for p in plan]
 
     # Background: the network's fill where some layer will cover it, the photo everywhere else.
