@@ -45,6 +45,7 @@ bench-models: $(STAMP)
 model: $(STAMP)
 	$(BIN)/python bench/model_runs.py data
 	$(BIN)/python bench/model_runs.py train
+	$(BIN)/python bench/model_runs.py calibrate
 	$(BIN)/python bench/model_runs.py export
 	$(MAKE) eval-model
 

@@ -49,11 +49,15 @@ def main() -> None:
     ids = sorted(gt)
     reports: dict[str, dict[str, Any]] = {}
     times: dict[str, dict[str, float]] = {}
-    models = {"bundled model (full)": "bundled",
-              "ablation: no shadow branch": RUNS / "no-shadow-branch",
-              "ablation: no restoration loss": RUNS / "no-restoration-loss"}
-    for name, src in models.items():
-        reports[name] = eval_model(src, BENCH)
+    from model_runs import calibrated  # bench/ is on sys.path
+
+    # The bundled checkpoint carries the full run's calibrated inference settings; each ablation
+    # is scored with its own, calibrated the same way (bench/model_runs.py calibrate).
+    models = {"bundled model (full)": ("bundled", None),
+              "ablation: no shadow branch": (RUNS / "no-shadow-branch", calibrated("no-shadow-branch")),
+              "ablation: no restoration loss": (RUNS / "no-restoration-loss", calibrated("no-restoration-loss"))}
+    for name, (src, inference) in models.items():
+        reports[name] = eval_model(src, BENCH, inference=inference)
         times[name] = timing(src)
     decomposed = read_stacks(PIPELINE)
     from run_eval import baselines  # the same trivial decomposers as make eval (bench/ is on sys.path)

@@ -2,12 +2,17 @@
 
     python bench/model_runs.py data     # training shards (never from the benchmark's photos)
     python bench/model_runs.py train    # full model + two ablations, in parallel, 1 thread each
+    python bench/model_runs.py calibrate  # inference settings per run, on held-out *training* compositions
     python bench/model_runs.py export   # the full run's weights -> add_pipeline/model/bundled/model.pt
     python bench/model_runs.py eval     # bench/results/model.md + .json (make eval-model)
 
 Training data: (1) ``make_scene`` synthetic scenes and (2) compositions of assets curated from the
 in-the-wild photos of ``../shared/data/photos`` *minus* the seven bundled photos the benchmark split
 (``liwi synth``) is built from, so the benchmark stays held out.
+
+Calibration: the inference settings (``alpha_floor``, ``min_area``) are chosen per run on the
+compositions that training held out (its eval split), by the LayerD pair cost
+``(RGB L1 + 1 - Alpha IoU) / 2`` before merges; never on the benchmark.
 """
 
 from __future__ import annotations
@@ -75,17 +80,75 @@ def train(steps: int) -> None:
         print(f"{name}: exit {p.wait()} after {time.time() - t0:.0f}s", flush=True)
 
 
+CALIBRATION = WORK / "calibration.json"
+GRID = [{"alpha_floor": f, "min_area": a} for f in (0.02, 0.1, 0.25) for a in (0.0005, 0.003)]
+
+
+def validation(n: int = 48) -> Path:
+    """A shard folder of held-out training compositions: the eval split of training (same hash rule)."""
+    import pyarrow.parquet as pq
+
+    from add_pipeline.io.shards import ShardStore
+    from add_pipeline.model.config import TrainConfig
+    from add_pipeline.model.data import LayeredShardDataset
+
+    val = WORK / "data" / "validation"
+    if (val / "_commits").is_dir():
+        return val
+    composed = WORK / "data" / "composed"
+    ds = LayeredShardDataset([composed], 64, 1)
+    held = {ds.rows[i].sample_id for i in ds.split(TrainConfig().eval_fraction)[1]}
+    rows = [r for part in ShardStore(composed).committed_files("shards") for r in pq.read_table(part).to_pylist()
+            if r["sample_id"] in held]
+    store = ShardStore(val)
+    store.prepare()
+    store.commit(sorted(rows, key=lambda r: r["sample_id"])[:n], [], [])
+    return val
+
+
+def _calibrate_one(name: str) -> dict:
+    from add_pipeline.model.cli import eval_model
+
+    val = validation()
+    grid = []
+    for settings in GRID:
+        r = eval_model(WORK / "runs" / name, val, inference=settings, max_merges=0)
+        level = r["levels"][0]
+        l1, iou = level["rgb_l1"], level["alpha_iou"]
+        grid.append({**settings, "rgb_l1": l1, "alpha_iou": iou, "cost": level["cost"]})
+        print(f"{name} {settings}: RGB L1 {l1:.4f} Alpha IoU {iou:.4f}", flush=True)
+    best = min(grid, key=lambda g: g["cost"])
+    return {"best": {k: best[k] for k in GRID[0]}, "grid": grid}
+
+
+def calibrate() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    validation()
+    with ProcessPoolExecutor(2) as pool:
+        found = dict(zip(RUNS, pool.map(_calibrate_one, RUNS)))
+    CALIBRATION.write_text(json.dumps(found, indent=2))
+    print(json.dumps({k: v["best"] for k, v in found.items()}, indent=2))
+
+
+def calibrated(name: str) -> dict | None:
+    """The calibrated inference settings of run ``name`` (None before ``calibrate``)."""
+    if not CALIBRATION.exists():
+        return None
+    return json.loads(CALIBRATION.read_text()).get(name, {}).get("best")
+
+
 def export() -> None:
     from add_pipeline.model.infer import export_slim
 
     dest = ROOT / "add_pipeline" / "model" / "bundled" / "model.pt"
-    export_slim(WORK / "runs" / "full", dest)
-    print(f"exported {dest} ({dest.stat().st_size / 2**20:.2f} MB)")
+    export_slim(WORK / "runs" / "full", dest, inference=calibrated("full"))
+    print(f"exported {dest} ({dest.stat().st_size / 2**20:.2f} MB), inference settings {calibrated('full')}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["data", "train", "export", "eval"])
+    ap.add_argument("what", choices=["data", "train", "calibrate", "export", "eval"])
     ap.add_argument("--steps", type=int, default=BASE["steps"])
     ap.add_argument("--n-compose", type=int, default=1200)
     ap.add_argument("--n-synthetic", type=int, default=600)
@@ -94,6 +157,8 @@ def main() -> None:
         print(data(args.n_compose, args.n_synthetic))
     elif args.what == "train":
         train(args.steps)
+    elif args.what == "calibrate":
+        calibrate()
     elif args.what == "export":
         export()
     else:

@@ -278,6 +278,17 @@ def test_cli_functions(shards: Path, tmp_path: Path) -> None:
     report = eval_model(tmp_path / "run", shards, source_kind="composed", limit=3)
     assert report["count"] == 3 and not report["failed"]
     assert report["protocol"]["recompose_max"] <= 8.0
+    # calibrated inference settings: overridable for evaluation, baked into an export
+    assert eval_model(tmp_path / "run", shards, limit=1, inference={"alpha_floor": 0.3})["count"] == 1
+    with pytest.raises(ValueError, match="not inference settings"):
+        eval_model(tmp_path / "run", shards, limit=1, inference={"lr": 0.1})
+    from add_pipeline.model.infer import export_slim
+
+    export_slim(tmp_path / "run", tmp_path / "slim.pt", inference={"alpha_floor": 0.3, "min_area": 0.01})
+    slim = load_model(tmp_path / "slim.pt")
+    assert slim.train_config.alpha_floor == 0.3 and slim.train_config.min_area == 0.01
+    with pytest.raises(ValueError):
+        export_slim(tmp_path / "run", tmp_path / "bad.pt", inference={"alpha_floor": 0.9})
     photo = tmp_path / "astro.png"
     photo.write_bytes(encode_png(_photo()))
     (tmp_path / "broken.png").write_bytes(b"not a png")

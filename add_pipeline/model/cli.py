@@ -101,8 +101,12 @@ COMMANDS = (train_cmd, eval_model_cmd, decompose_cmd)
 
 
 def eval_model(model_src: str | Path, bench: str | Path, source_kind: str = "composed", limit: int | None = None,
-               size: int | None = None, max_merges: int = 5) -> dict[str, Any]:
+               size: int | None = None, max_merges: int = 5,
+               inference: dict[str, float] | None = None) -> dict[str, Any]:
     """Decompose every (selected) sample photo of a benchmark shard folder and score it against its layers.
+
+    ``inference`` overrides the checkpoint's inference settings (``presence_threshold``,
+    ``min_area``, ``alpha_floor``), e.g. to calibrate them on a validation split.
 
     Returns the :func:`~add_pipeline.eval.report.evaluate_stacks` report, with the model, benchmark
     and recomposition error (mean / max grey levels over samples) added under ``protocol``.
@@ -122,6 +126,11 @@ def eval_model(model_src: str | Path, bench: str | Path, source_kind: str = "com
     from add_pipeline.model.infer import decompose_image, load_model
 
     model = load_model(model_src)
+    if inference:
+        unknown = set(inference) - {"presence_threshold", "min_area", "alpha_floor"}
+        if unknown:
+            raise ValueError(f"inference overrides {sorted(unknown)} are not inference settings")
+        model.train_config = model.train_config.with_overrides(**inference)  # type: ignore[attr-defined]
     gt_all = read_shard_stacks(bench)
     photos: dict[str, bytes] = {}
     for part in ShardStore(bench).committed_files("shards"):

@@ -75,10 +75,20 @@ def load_model(source: str | Path = "bundled") -> LayerDecomposer:
     return model
 
 
-def export_slim(run_dir: str | Path, path: str | Path) -> None:
-    """Write ``{model, config, step}`` of a run (no optimiser state): what ``bundled/model.pt`` should hold."""
+def export_slim(run_dir: str | Path, path: str | Path, inference: dict[str, float] | None = None) -> None:
+    """Write ``{model, config, step}`` of a run (no optimiser state): what ``bundled/model.pt`` should hold.
+
+    ``inference`` replaces the inference settings in the exported config (``presence_threshold``,
+    ``min_area``, ``alpha_floor``: values calibrated after training); nothing else may change.
+    """
     ckpt = torch.load(Path(run_dir) / "ckpt.pt", map_location="cpu", weights_only=False)
-    torch.save({"model": ckpt["model"], "config": ckpt["config"], "step": ckpt["step"]}, path)
+    config = dict(ckpt["config"])
+    unknown = set(inference or {}) - {"presence_threshold", "min_area", "alpha_floor"}
+    if unknown:
+        raise ValueError(f"export_slim: {sorted(unknown)} are not inference settings")
+    config.update(inference or {})
+    TrainConfig.from_dict(config)  # validates the values
+    torch.save({"model": ckpt["model"], "config": config, "step": ckpt["step"]}, path)
 
 
 @torch.no_grad()
