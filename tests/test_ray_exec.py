@@ -72,3 +72,22 @@ def test_actor_pool_serves_concurrent_calls_like_local(ray_session):
     assert all((r.value == expected).all() and not r.retries for r in results)
     assert len(runner._actors) == 1 and len(next(iter(runner._actors.values()))[0]) == 2
     runner.close()
+
+
+def test_prepare_builds_every_in_process_tool_once():
+    from add_pipeline.exec.ray_exec import WorkerToolRunner
+
+    wf = load_workflow("cpu-default")
+    pairs = [(s, fb) for s in wf.steps for fb in (False, True) if not fb or wf.steps[s].fallback]
+    local = LocalToolRunner(wf)
+    assert local.prepare() == len(pairs) == len(local._tools)  # every step, plus the inpaint fallback
+    image, mask = _image_and_mask()
+    local.call("inpaint", image, mask)
+    assert len(local._tools) == len(pairs)  # calls reuse the prepared tools
+    # A tool that cannot be built is skipped; the sample that calls it meets the error.
+    broken = LocalToolRunner(_with_card("inpaint", backend="no_such_module:Nothing"))
+    assert broken.prepare() == len(pairs) - 1
+    with pytest.raises(Exception, match="no_such_module"):
+        broken.call("inpaint", image, mask)
+    # On a sample-task worker, actor tools are left to their actors.
+    assert WorkerToolRunner(_with_card("inpaint", actor=True)).prepare() == len(pairs) - 1

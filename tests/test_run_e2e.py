@@ -23,10 +23,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 
-def _workflow(tmp: Path) -> Path:
-    """cpu-default at 256 px (fast), as a workflow file of the user's own."""
+def _workflow(tmp: Path, placement: str = "sample-tasks") -> Path:
+    """cpu-default at 256 px (fast) with ``placement``, as a workflow file of the user's own."""
     src = Path(__file__).resolve().parents[1] / "workflows" / "cpu-default.yaml"
     text = src.read_text().replace("working_size: 512", "working_size: 256").replace("name: cpu-default", "name: e2e")
+    assert "placement: sample-tasks" in text
+    text = text.replace("placement: sample-tasks", f"placement: {placement}")
     path = tmp / "e2e.yaml"
     path.write_text(text)
     return path
@@ -46,10 +48,11 @@ def inputs(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def result(inputs, tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["sample-tasks", "tool-tasks"])
+def result(request, inputs, tmp_path_factory) -> Path:
+    """One run per execution placement: every test below holds for both."""
     out = tmp_path_factory.mktemp("out") / "run"
-    wf = _workflow(out.parent)
+    wf = _workflow(out.parent, request.param)
     r = CliRunner().invoke(main, ["run", "--input", str(inputs), "--out", str(out), "--workflow", str(wf),
                                   "--workers", "2", "--shard-size", "2", "--no-progress"])
     assert r.exit_code == 0, r.output + repr(r.exception)
@@ -140,7 +143,7 @@ def test_cli_stats_show_traces(result, tmp_path):
 def test_rerun_resumes_with_nothing_left_to_do(inputs, result):
     before = ShardStore(result).done_ids()
     r = CliRunner().invoke(main, ["run", "--input", str(inputs), "--out", str(result), "--workflow",
-                                  str(_workflow(result.parent)), "--workers", "2", "--no-progress"])
+                                  str(result.parent / "e2e.yaml"), "--workers", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "0 processed this run" in r.output
     assert ShardStore(result).done_ids() == before

@@ -135,20 +135,27 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
 
 
 @ray.remote(num_cpus=1)
-def _warm() -> int:
-    """Import the tool modules (OpenCV, scikit-image, pymatting's compiled kernels) in a worker."""
+def _warm(recipe: Any = None) -> int:
+    """Import the tool modules (OpenCV, scikit-image, pymatting's compiled kernels) in a worker; with
+    a sample-task ``recipe``, also build its job (graph, policy) and its in-process tools."""
     from add_pipeline.tools.base import available
 
     _limit_threads()
     available("matte")  # loads every built-in tool module
     import pymatting  # noqa: F401  (its numba kernels load from the disk cache)
 
+    if recipe is not None:
+        _worker_job(recipe)
     return os.getpid()
 
 
-def warm_up(workers: int) -> None:
-    """Start-up work done once per worker process before the first sample, not during the run."""
-    ray.get([_warm.remote() for _ in range(workers)])
+def warm_up(workers: int, recipe: Any = None) -> None:
+    """Start-up work done once per worker process before the first sample, not during the run.
+
+    The ``workers`` tasks each need a whole CPU of a ``workers``-CPU Ray, so they run at once, one
+    per worker process, and those processes then serve the run's tasks.
+    """
+    ray.get([_warm.remote(recipe) for _ in range(workers)])
 
 
 def stop_ray(started: bool) -> None:
@@ -243,18 +250,32 @@ class WorkerToolRunner:
             self._remote = RayToolRunner(self.workflow)
         return self._remote.call(step, *args, fallback=fallback, **kwargs)
 
+    def prepare(self) -> int:
+        """Build the in-process tools now (actors are Ray's to start); returns how many."""
+        wf = self.workflow
+        pairs = [(s, fb) for s in wf.steps for fb in (False, True)
+                 if (not fb or wf.steps[s].fallback) and not wf.card(s, fb).actor]
+        return self._local.prepare(pairs)
+
     def close(self) -> None:
         self._local.close()
+
+
+def _worker_job(recipe: Any) -> tuple[Any, WorkerToolRunner]:
+    """The job of ``recipe`` and its tool runner, built once per worker process (tools included)."""
+    if recipe not in _WORKER_JOBS:
+        _limit_threads()
+        job = recipe.build()
+        runner = WorkerToolRunner(job.workflow)
+        runner.prepare()
+        _WORKER_JOBS[recipe] = (job, runner)
+    return _WORKER_JOBS[recipe]
 
 
 @ray.remote
 def _run_sample(recipe: Any, item: Any) -> Any:
     """One whole sample on this worker; the job (graph, policy, tools) is built once per process."""
-    if recipe not in _WORKER_JOBS:
-        _limit_threads()
-        job = recipe.build()
-        _WORKER_JOBS[recipe] = (job, WorkerToolRunner(job.workflow))
-    job, runner = _WORKER_JOBS[recipe]
+    job, runner = _worker_job(recipe)
     return job.process(item, runner)
 
 

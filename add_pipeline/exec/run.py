@@ -85,7 +85,8 @@ def _check_resumable(out: Path, wf: Workflow, overwrite: bool) -> None:
 
 
 @contextmanager
-def _runner(local: bool, ray_address: str | None, wf: Workflow, workers: int) -> Iterator[ToolRunner]:
+def _runner(local: bool, ray_address: str | None, wf: Workflow, workers: int,
+            recipe: Any = None) -> Iterator[ToolRunner]:
     if local:
         runner: ToolRunner = LocalToolRunner(wf)
         try:
@@ -97,7 +98,7 @@ def _runner(local: bool, ray_address: str | None, wf: Workflow, workers: int) ->
 
     started = start_ray(ray_address, None if ray_address else workers)
     if started:
-        warm_up(workers)
+        warm_up(workers, recipe)
     runner = RayToolRunner(wf)
     try:
         yield runner
@@ -195,14 +196,17 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
     batcher = _Batcher(ShardStore(ex.out), ex.shard_size)
     t0 = time.perf_counter()
     t_ready = t_done = t0
+    driver_cpu = 0.0
     counts = {"accepted": 0, "rejected": 0}
-    tool_s = 0.0
+    tool_s = sample_s = 0.0
     window = ex.workers * wf.execution.in_flight_per_worker
     saver = getattr(getattr(job, "graph", None), "checkpointer", None)
-    with _runner(ex.local, ex.ray_address, wf, ex.workers) as runner, ThreadPoolExecutor(
+    sample_tasks = wf.execution.placement == "sample-tasks" and not ex.local
+    recipe = job.recipe() if sample_tasks else None
+    with _runner(ex.local, ex.ray_address, wf, ex.workers, recipe) as runner, ThreadPoolExecutor(
         max_workers=window, thread_name_prefix="graph"
     ) as pool, tqdm(total=len(todo), unit="img", disable=not ex.progress, dynamic_ncols=True) as bar:
-        t_ready = time.perf_counter()
+        t_ready, cpu_ready = time.perf_counter(), time.process_time()
         submit = _submitter(job, ex, pool, runner)
         pending: dict[Future[SampleOutcome], tuple[InputItem, list[dict[str, Any]]]] = {}
         queue = iter(todo)
@@ -223,6 +227,7 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
                     saver.put(config, checkpoint, metadata, checkpoint.get("channel_versions", {}))
                 batcher.add(outcome)
                 tool_s += sum(outcome.tool_seconds.values())
+                sample_s += outcome.wall_s
                 counts["accepted" if outcome.row is not None else "rejected"] += 1
                 bar.update(1)
                 bar.set_postfix(ok=counts["accepted"], rej=counts["rejected"])
@@ -230,12 +235,13 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
                 if nxt is not None:
                     pending[submit(nxt)] = (nxt, [])
         batcher.flush()
-        t_done = time.perf_counter()
+        t_done, driver_cpu = time.perf_counter(), time.process_time() - cpu_ready
     stats = compute_stats(ex.out)
     processing = t_done - t_ready
     stats["last_run"] = {"processed": len(todo), **counts, "wall_s": time.perf_counter() - t0,
                          "startup_s": t_ready - t0, "processing_s": processing, "workers": ex.workers,
-                         "images_per_s": len(todo) / max(processing, 1e-9), "tool_s": tool_s}
+                         "images_per_s": len(todo) / max(processing, 1e-9), "tool_s": tool_s,
+                         "sample_s": sample_s, "driver_cpu_s": driver_cpu}
     _write_json(ex.out / "stats.json", stats)
     return stats
 

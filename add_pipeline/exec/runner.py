@@ -103,6 +103,25 @@ class LocalToolRunner:
                 self._tools[spec] = spec.build()
             return self._tools[spec]
 
+    def prepare(self, steps: list[tuple[str, bool]] | None = None) -> int:
+        """Build the tools of ``(step, fallback)`` pairs now (default: every step and fallback of the
+        workflow), so that the first sample does not pay for it; returns how many were built.
+
+        A tool that fails to build is skipped: the sample that calls it meets the same error and
+        records it in its trace and reject row, as it would without this warm-up.
+        """
+        wf = self.workflow
+        pairs = steps if steps is not None else [(s, fb) for s in wf.steps for fb in (False, True)
+                                                   if not fb or wf.steps[s].fallback]
+        built = 0
+        for step, fb in pairs:
+            try:
+                self._tool(tool_spec(wf, step, fb))
+                built += 1
+            except Exception:  # noqa: BLE001 (reported where the sample calls the tool)
+                continue
+        return built
+
     def call(self, step: str, *args: Any, fallback: bool = False, **kwargs: Any) -> CallResult:
         tool = self._tool(tool_spec(self.workflow, step, fallback))
         t0 = time.perf_counter()
