@@ -15,7 +15,7 @@ import torch
 
 from add_pipeline.core.composite import recomposition_error
 from add_pipeline.model.config import ModelConfig, TrainConfig, load_config, save_config
-from add_pipeline.model.data import LayeredShardDataset, write_synthetic_shards
+from add_pipeline.model.data import ColorJitter, LayeredShardDataset, write_synthetic_shards
 from add_pipeline.model.degrade import apply, blur, boundary_band, degrade, dilate, erode, sample_params, spill
 from add_pipeline.model.infer import BUNDLED, decompose_image, load_model
 from add_pipeline.model.losses import composite, decomposition_losses, restoration_loss
@@ -163,6 +163,12 @@ def test_dataset_targets_recompose_the_photo(shards: Path) -> None:
         rec = composite(s["background"][None], s["color"][None], s["alpha"][None], s["shadow"][None])[0]
         assert float((rec - s["image"]).abs().max()) < 1.5 / 255
     assert [int(ds.load(i, False)["present"].sum()) for i in range(3)] == [1, 2, 2]
+    # A colour jitter is linear: the jittered targets still recompose the jittered photo.
+    jitter = ColorJitter((2, 0, 1), 0.4, 0.7)
+    s, j = ds.load(2, False), ds.load(2, False, jitter)
+    assert not torch.allclose(s["image"], j["image"]) and torch.equal(s["alpha"], j["alpha"])
+    rec = composite(j["background"][None], j["color"][None], j["alpha"][None], j["shadow"][None])[0]
+    assert float((rec - j["image"]).abs().max()) < 1.5 / 255 and float(j["image"].max()) <= 1.0
     train_idx, eval_idx = ds.split(0.25)
     assert sorted(train_idx + eval_idx) == list(range(6)) and train_idx
 
@@ -184,7 +190,7 @@ def test_training_reduces_the_loss(tmp_path: Path) -> None:
 
 
 def test_resume_continues_exactly(shards: Path, tmp_path: Path) -> None:
-    cfg = tiny_config()
+    cfg = tiny_config(color_jitter=True)  # jitters, like flips and degradations, come from (seed, step)
     full = train([shards], tmp_path / "full", cfg, log=lambda s: None)["history"]
     part = train([shards], tmp_path / "cut", cfg, until=3, log=lambda s: None)
     assert part["step"] == 3 and not part["done"]

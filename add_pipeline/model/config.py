@@ -71,6 +71,8 @@ class TrainConfig:
             so the split does not move when shards are added); eval_max: at most this many
             held-out samples are scored.
         hflip: random horizontal flips (vertical flips would put shadows above their casters).
+        color_jitter: random linear colour changes (channel order, desaturation, brightness) of
+            the photo and all its colour targets alike; see :class:`~add_pipeline.model.data.ColorJitter`.
         threads: torch intra-op threads (0 = torch's default).  On a shared 2-core machine use 1:
             OpenMP threads that spin-wait for a busy core made 2 threads ~2x *slower* than 1.
         device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).  Exact resume is promised on
@@ -102,6 +104,7 @@ class TrainConfig:
     eval_fraction: float = 0.1
     eval_max: int = 32
     hflip: bool = True
+    color_jitter: bool = False
     threads: int = 0
     device: str = "cpu"
     w_recompose: float = 1.0

@@ -24,7 +24,8 @@ Inference splits a slot into objects by connected components (:mod:`~add_pipelin
 Resizing: the long side goes to ``size`` (colours resized premultiplied, so no dark fringes),
 the short side is padded to ``size``; ``valid`` is 0 on the padding and losses ignore it.
 Flips are horizontal only (a vertical flip would put shadows above their casters) and are
-chosen by the caller, so the sample sequence is a pure function of (seed, step).
+chosen by the caller, as is the colour augmentation (:class:`ColorJitter`), so the sample
+sequence is a pure function of (seed, step).
 """
 
 from __future__ import annotations
@@ -41,6 +42,34 @@ import torch
 
 from add_pipeline.io.images import decode_png
 from add_pipeline.io.shards import ShardStore
+
+
+@dataclass(frozen=True)
+class ColorJitter:
+    """A linear colour change applied alike to the photo and every colour target:
+    ``x -> brightness * ((1 - desaturate) * x[perm] + desaturate * luma(x))``.
+
+    It is linear and maps 0 to 0, so it commutes with alpha compositing and with the shadows'
+    multiplication: the jittered targets still recompose the jittered photo exactly.  It is a
+    convex mix scaled by ``brightness <= 1``, so values stay in [0, 1].  It multiplies the
+    appearances of the few real objects the compositions are made of.
+    """
+
+    perm: tuple[int, int, int] = (0, 1, 2)
+    desaturate: float = 0.0
+    brightness: float = 1.0
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> ColorJitter:
+        """A random jitter: any channel order, up to 60% desaturated, 65-100% brightness."""
+        perm = tuple(int(i) for i in rng.permutation(3))
+        return cls(perm, float(rng.uniform(0.0, 0.6)), float(rng.uniform(0.65, 1.0)))  # type: ignore[arg-type]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``...x3xHxW`` colours in [0, 1]."""
+        luma = 0.299 * x[..., 0:1, :, :] + 0.587 * x[..., 1:2, :, :] + 0.114 * x[..., 2:3, :, :]
+        mixed = (1.0 - self.desaturate) * x[..., list(self.perm), :, :] + self.desaturate * luma
+        return (self.brightness * mixed).clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -127,8 +156,9 @@ class LayeredShardDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.load(index, flip=False)
 
-    def load(self, index: int, flip: bool) -> dict[str, torch.Tensor]:
-        """One sample (tensors as documented in :mod:`~add_pipeline.model.losses`, without batch dim)."""
+    def load(self, index: int, flip: bool, jitter: ColorJitter | None = None) -> dict[str, torch.Tensor]:
+        """One sample (tensors as documented in :mod:`~add_pipeline.model.losses`, without batch dim),
+        flipped and colour-jittered as asked."""
         row = self.rows[index]
         image = _rgba01(row.image)[..., :3]
         h, w = image.shape[:2]
@@ -180,6 +210,9 @@ class LayeredShardDataset(torch.utils.data.Dataset):
         out["present"] = (out["alpha"].flatten(1).amax(dim=1) > 0).float()
         if flip:
             out = {key: (v.flip(-1) if v.ndim >= 3 else v) for key, v in out.items()}
+        if jitter is not None:
+            for key in ("image", "background", "color"):
+                out[key] = jitter(out[key])
         return out
 
 

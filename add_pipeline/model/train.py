@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from add_pipeline.model.config import TrainConfig, save_config
-from add_pipeline.model.data import LayeredShardDataset, collate
+from add_pipeline.model.data import ColorJitter, LayeredShardDataset, collate
 from add_pipeline.model.degrade import degrade
 from add_pipeline.model.losses import decomposition_losses, restoration_loss, weighted_total
 from add_pipeline.model.model import LayerDecomposer, LayerPrediction, count_params
@@ -47,7 +47,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def batch_plan(step: int, cfg: TrainConfig, train_idx: Sequence[int]) -> tuple[list[int], list[bool]]:
-    """Sample indices and flips of ``step``: epoch-wise permutations seeded by ``(seed, epoch)``."""
+    """Sample indices and flips of ``step``: epoch-wise permutations seeded by ``(seed, epoch)``.
+    (Colour jitters come from :func:`batch_jitters`, seeded by ``(seed, step)`` too.)"""
     n = len(train_idx)
     picks = []
     for j in range(step * cfg.batch, (step + 1) * cfg.batch):
@@ -56,6 +57,14 @@ def batch_plan(step: int, cfg: TrainConfig, train_idx: Sequence[int]) -> tuple[l
         picks.append(int(train_idx[perm[pos]]))
     flips = np.random.default_rng([cfg.seed, 2, step]).random(cfg.batch) < 0.5
     return picks, [bool(f) and cfg.hflip for f in flips]
+
+
+def batch_jitters(step: int, cfg: TrainConfig) -> list[ColorJitter | None]:
+    """The colour jitter of each sample of ``step`` (all None when ``color_jitter`` is off)."""
+    if not cfg.color_jitter:
+        return [None] * cfg.batch
+    rng = np.random.default_rng([cfg.seed, 3, step])
+    return [ColorJitter.sample(rng) for _ in range(cfg.batch)]
 
 
 def step_losses(model: LayerDecomposer, batch: dict[str, torch.Tensor], cfg: TrainConfig,
@@ -182,7 +191,8 @@ def train(data_dirs: Sequence[str | Path], out_dir: str | Path, config: TrainCon
     t0, first, last = time.perf_counter(), step, {}
     while step < end:
         picks, flips = batch_plan(step, cfg, train_idx)
-        batch = {k: v.to(device) for k, v in collate([ds.load(i, f) for i, f in zip(picks, flips)]).items()}
+        samples = [ds.load(i, f, j) for i, f, j in zip(picks, flips, batch_jitters(step, cfg))]
+        batch = {k: v.to(device) for k, v in collate(samples).items()}
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
