@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from add_pipeline.core.config import load_workflow
-from add_pipeline.exec.runner import LocalToolRunner
+from add_pipeline.exec.runner import LocalToolRunner, tool_steps
 from add_pipeline.tools.base import ToolError
 
 ray = pytest.importorskip("ray")
@@ -78,7 +78,8 @@ def test_prepare_builds_every_in_process_tool_once():
     from add_pipeline.exec.ray_exec import WorkerToolRunner
 
     wf = load_workflow("cpu-default")
-    pairs = [(s, fb) for s in wf.steps for fb in (False, True) if not fb or wf.steps[s].fallback]
+    pairs = tool_steps(wf)
+    assert len(pairs) == len(wf.steps) + 1 and ("inpaint", True) in pairs  # telea, and navier-stokes as fallback
     local = LocalToolRunner(wf)
     assert local.prepare() == len(pairs) == len(local._tools)  # every step, plus the inpaint fallback
     image, mask = _image_and_mask()

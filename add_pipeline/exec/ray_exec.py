@@ -23,7 +23,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from add_pipeline.core.config import ToolCard, Workflow
-from add_pipeline.exec.runner import Attempt, CallResult, ToolSpec, ToolSystemError, tool_spec
+from add_pipeline.exec.runner import Attempt, CallResult, ToolSpec, ToolSystemError, tool_spec, tool_steps
 from add_pipeline.tools.batching import BatchItem, Request, call_batch
 
 _WORKER_TOOLS: dict[ToolSpec, Any] = {}
@@ -252,10 +252,8 @@ class WorkerToolRunner:
 
     def prepare(self) -> int:
         """Build the in-process tools now (actors are Ray's to start); returns how many."""
-        wf = self.workflow
-        pairs = [(s, fb) for s in wf.steps for fb in (False, True)
-                 if (not fb or wf.steps[s].fallback) and not wf.card(s, fb).actor]
-        return self._local.prepare(pairs)
+        return self._local.prepare([(s, fb) for s, fb in tool_steps(self.workflow)
+                                    if not self.workflow.card(s, fb).actor])
 
     def close(self) -> None:
         self._local.close()

@@ -51,6 +51,11 @@ def tool_spec(workflow: Workflow, step: str, fallback: bool = False) -> ToolSpec
                     workflow.seed)
 
 
+def tool_steps(workflow: Workflow) -> list[tuple[str, bool]]:
+    """Every ``(step, fallback)`` pair whose tool a sample of ``workflow`` may call."""
+    return [(s, fb) for s in workflow.steps for fb in (False, True) if not fb or workflow.steps[s].fallback]
+
+
 def _frozen(value: Any) -> Any:
     """Lists and dicts of YAML params as tuples, so that a spec can key the per-worker tool cache."""
     if isinstance(value, (list, tuple)):
@@ -110,13 +115,10 @@ class LocalToolRunner:
         A tool that fails to build is skipped: the sample that calls it meets the same error and
         records it in its trace and reject row, as it would without this warm-up.
         """
-        wf = self.workflow
-        pairs = steps if steps is not None else [(s, fb) for s in wf.steps for fb in (False, True)
-                                                   if not fb or wf.steps[s].fallback]
         built = 0
-        for step, fb in pairs:
+        for step, fb in tool_steps(self.workflow) if steps is None else steps:
             try:
-                self._tool(tool_spec(wf, step, fb))
+                self._tool(tool_spec(self.workflow, step, fb))
                 built += 1
             except Exception:  # noqa: BLE001 (reported where the sample calls the tool)
                 continue
