@@ -29,6 +29,7 @@ from add_pipeline.compose.plan import ComposeSettings, perspective_rho
 from add_pipeline.core.composite import recomposition_error
 from add_pipeline.core.peel import AssembledLayer
 from add_pipeline.tools.base import Tool, ToolError, check_image, register
+from add_pipeline.tools.verifier import contact_share
 
 
 class ComposeCheck(BoundedCheck):
@@ -60,16 +61,6 @@ def contact_region(solid: np.ndarray) -> np.ndarray:
     base = np.zeros_like(solid)
     base[rows[-1] - band + 1: rows[-1] + 1] = solid[rows[-1] - band + 1: rows[-1] + 1]
     return cv2.dilate(base.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
-
-
-def contact_share(shadow: np.ndarray, region: np.ndarray) -> float:
-    """Share of the mass of ``shadow`` (HxW float) in components of ``shadow > 0.05`` that touch ``region``."""
-    mass = float(shadow.sum())
-    if mass <= 0:
-        return 1.0
-    _, labels = cv2.connectedComponents((shadow > 0.05).astype(np.uint8))
-    touching = np.unique(labels[region & (labels > 0)])
-    return float(shadow[np.isin(labels, touching)].sum() / mass)
 
 
 @register

@@ -37,18 +37,23 @@ def seam_score(background: np.ndarray, region: np.ndarray) -> float:
     return float(grad[border].mean() / (outside + 8.0))
 
 
+def contact_share(shadow: np.ndarray, region: np.ndarray) -> float:
+    """Share of the mass of ``shadow`` (HxW float [0, 1]) in components of ``shadow > 0.05`` that
+    touch ``region`` (HxW bool); 1.0 for an empty shadow."""
+    mass = float(shadow.sum())
+    if mass <= 0:
+        return 1.0
+    _, labels = cv2.connectedComponents((shadow > 0.05).astype(np.uint8))
+    touching = np.unique(labels[region & (labels > 0)])
+    return float(shadow[np.isin(labels, touching)].sum() / mass)
+
+
 def shadow_contact(shadow: np.ndarray, obj: np.ndarray) -> float:
     """Share of shadow mass in components of ``shadow > 0.05`` that touch the object (dilated 3 px).
 
     ``shadow``: HxW float [0, 1]; ``obj``: HxW bool.
     """
-    mass = float(shadow.sum())
-    if mass <= 0:
-        return 1.0
-    near = cv2.dilate(obj.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
-    n, labels = cv2.connectedComponents((shadow > 0.05).astype(np.uint8))
-    touching = np.unique(labels[near & (labels > 0)])
-    return float(shadow[np.isin(labels, touching)].sum() / mass)
+    return contact_share(shadow, cv2.dilate(obj.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool))
 
 
 @register
