@@ -127,10 +127,7 @@ def eval_model(model_src: str | Path, bench: str | Path, source_kind: str = "com
 
     model = load_model(model_src)
     if inference:
-        unknown = set(inference) - {"presence_threshold", "min_area", "alpha_floor"}
-        if unknown:
-            raise ValueError(f"inference overrides {sorted(unknown)} are not inference settings")
-        model.train_config = model.train_config.with_overrides(**inference)  # type: ignore[attr-defined]
+        model.train_config = model.train_config.with_inference(**inference)  # type: ignore[attr-defined]
     gt_all = read_shard_stacks(bench)
     photos: dict[str, bytes] = {}
     for part in ShardStore(bench).committed_files("shards"):

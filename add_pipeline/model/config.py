@@ -55,6 +55,10 @@ class ModelConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
 
+INFERENCE_FIELDS = ("presence_threshold", "min_area", "alpha_floor")
+"""TrainConfig fields that only inference reads: changing them does not change the trained weights."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run.  ``steps`` optimiser updates of ``batch`` samples each.
@@ -152,6 +156,17 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; missing keys take the defaults, unknown keys raise ValueError."""
         return _build(cls, data, "train")
+
+    def with_inference(self, **kw: float) -> TrainConfig:
+        """A copy with inference settings replaced (values chosen after training, e.g. calibrated).
+
+        Raises:
+            ValueError: a key is not one of :data:`INFERENCE_FIELDS`, or a value is invalid.
+        """
+        unknown = sorted(set(kw) - set(INFERENCE_FIELDS))
+        if unknown:
+            raise ValueError(f"{unknown} are not inference settings; those are {list(INFERENCE_FIELDS)}")
+        return replace(self, **kw)
 
     def with_overrides(self, **kw: Any) -> TrainConfig:
         """A copy with top-level fields replaced; ``model={...}`` replaces model fields."""

@@ -82,13 +82,8 @@ def export_slim(run_dir: str | Path, path: str | Path, inference: dict[str, floa
     ``min_area``, ``alpha_floor``: values calibrated after training); nothing else may change.
     """
     ckpt = torch.load(Path(run_dir) / "ckpt.pt", map_location="cpu", weights_only=False)
-    config = dict(ckpt["config"])
-    unknown = set(inference or {}) - {"presence_threshold", "min_area", "alpha_floor"}
-    if unknown:
-        raise ValueError(f"export_slim: {sorted(unknown)} are not inference settings")
-    config.update(inference or {})
-    TrainConfig.from_dict(config)  # validates the values
-    torch.save({"model": ckpt["model"], "config": config, "step": ckpt["step"]}, path)
+    config = TrainConfig.from_dict(ckpt["config"]).with_inference(**(inference or {}))
+    torch.save({"model": ckpt["model"], "config": config.to_dict(), "step": ckpt["step"]}, path)
 
 
 @torch.no_grad()
