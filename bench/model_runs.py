@@ -6,9 +6,11 @@
     python bench/model_runs.py export   # the full run's weights -> add_pipeline/model/bundled/model.pt
     python bench/model_runs.py eval     # bench/results/model.md + .json (make eval-model)
 
-Training data: (1) ``make_scene`` synthetic scenes and (2) compositions of assets curated from the
+Training data: (1) ``make_scene`` synthetic scenes, (2) compositions of assets curated from the
 in-the-wild photos of ``../shared/data/photos`` *minus* the seven bundled photos the benchmark split
-(``liwi synth``) is built from, so the benchmark stays held out.
+(``liwi synth``) is built from, so the benchmark stays held out, and (3) cut-and-paste scenes
+(:mod:`add_pipeline.model.cutpaste`): views of those same photos as backgrounds, textures cut from
+them and from the sample images that scikit-image and matplotlib install (none of the seven).
 
 Calibration: the inference settings (``alpha_floor``, ``min_area``) are chosen per run on the
 compositions that training held out (its eval split), by the LayerD pair cost
@@ -34,7 +36,23 @@ BASE = {"threads": 1, "steps": 1200, "batch": 4}
 BUNDLED_PHOTOS = {"astronaut", "cat", "coffee_cup", "rocket_pad", "pagoda", "dahlia", "portrait_uniform"}
 
 
-def data(n_compose: int, n_synthetic: int) -> list[Path]:
+TEXTURES = {"skimage": ["motorcycle_right.png", "brick.png", "grass.png", "gravel.png", "hubble_deep_field.jpg",
+                         "ihc.png", "retina.jpg", "coins.png", "camera.png", "moon.png", "page.png",
+                         "clock_motion.png", "logo.png", "color.png"],
+            "matplotlib": ["Minduka_Present_Blue_Pack.png", "logo2.png"]}
+
+
+def texture_paths() -> list[Path]:
+    """Sample images installed with scikit-image and matplotlib (textures for the cut-paste scenes)."""
+    import matplotlib
+    import skimage
+
+    roots = {"skimage": Path(skimage.__file__).parent / "data",
+             "matplotlib": Path(matplotlib.get_data_path()) / "sample_data"}
+    return [roots[k] / name for k, names in TEXTURES.items() for name in names]
+
+
+def data(n_compose: int, n_synthetic: int, n_cutpaste: int) -> list[Path]:
     from add_pipeline.compose.curate import curate
     from add_pipeline.compose.job import compose
     from add_pipeline.exec.run import RunOptions, run
@@ -51,11 +69,18 @@ def data(n_compose: int, n_synthetic: int) -> list[Path]:
         manifest.parent.mkdir(parents=True, exist_ok=True)
         manifest.write_text("".join(json.dumps({"source": str(p), "id": p.name}) + "\n" for p in photos))
         src = WORK / "data" / "photos-decomposed"
-        run(RunOptions(input=str(manifest), out=src, progress=False, seed=1))
-        curate(src, WORK / "data" / "assets")
+        if not (WORK / "data" / "assets").is_dir():  # curated once; later data steps only add shards
+            run(RunOptions(input=str(manifest), out=src, progress=False, seed=1))
+            curate(src, WORK / "data" / "assets")
         composed = WORK / "data" / "composed"
         compose(WORK / "data" / "assets", composed, n=n_compose, seed=1, progress=False)
         dirs.append(composed)
+        from add_pipeline.model.cutpaste import load_pool
+        from add_pipeline.model.data import write_cutpaste_shards
+
+        cut = WORK / "data" / "cutpaste"
+        write_cutpaste_shards(cut, n_cutpaste, load_pool(photos), load_pool(texture_paths()), seed=1, size=256)
+        dirs.append(cut)
     (WORK / "data" / "dirs.json").write_text(json.dumps([str(d) for d in dirs], indent=2))
     return dirs
 
@@ -153,9 +178,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=BASE["steps"])
     ap.add_argument("--n-compose", type=int, default=1200)
     ap.add_argument("--n-synthetic", type=int, default=600)
+    ap.add_argument("--n-cutpaste", type=int, default=1800)
     args = ap.parse_args()
     if args.what == "data":
-        print(data(args.n_compose, args.n_synthetic))
+        print(data(args.n_compose, args.n_synthetic, args.n_cutpaste))
     elif args.what == "train":
         train(args.steps)
     elif args.what == "calibrate":

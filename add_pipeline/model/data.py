@@ -31,7 +31,7 @@ sequence is a pure function of (seed, step).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from add_pipeline.core.synthetic import Scene
 from add_pipeline.io.images import decode_png
 from add_pipeline.io.shards import ShardStore
 
@@ -265,12 +266,43 @@ def write_synthetic_shards(out_dir: str | Path, n: int, seed: int = 0, size: int
                            prefix: str = "syn") -> int:
     """Write ``n`` exact layered scenes of :func:`~add_pipeline.core.synthetic.make_scene` as shards.
 
+    See :func:`write_scene_shards` for the row layout and the seeds.  Returns the rows written.
+    """
+    from add_pipeline.core.synthetic import make_scene
+
+    def make(scene_seed: int, n_objects: int) -> Scene:
+        return make_scene(scene_seed, (size, size), n_objects, shadows)
+
+    return write_scene_shards(out_dir, n, make, seed, max_objects, shard_size, prefix, "synthetic")
+
+
+def write_cutpaste_shards(out_dir: str | Path, n: int, backgrounds: Sequence[np.ndarray],
+                          textures: Sequence[np.ndarray] = (), seed: int = 0, size: int = 256,
+                          max_objects: int = 3, shard_size: int = 64, prefix: str = "cut") -> int:
+    """Write ``n`` exact scenes of :func:`~add_pipeline.model.cutpaste.make_cutpaste_scene` as shards.
+
+    ``backgrounds`` / ``textures``: ``HxWx3 uint8`` RGB photos (:func:`~add_pipeline.model.cutpaste.load_pool`).
+    See :func:`write_scene_shards` for the row layout and the seeds.  Returns the rows written.
+    """
+    from add_pipeline.model.cutpaste import make_cutpaste_scene
+
+    def make(scene_seed: int, n_objects: int) -> Scene:
+        return make_cutpaste_scene(scene_seed, backgrounds, textures, (size, size), n_objects)
+
+    return write_scene_shards(out_dir, n, make, seed, max_objects, shard_size, prefix, "cutpaste")
+
+
+def write_scene_shards(out_dir: str | Path, n: int, make: Callable[[int, int], Scene], seed: int = 0,
+                       max_objects: int = 3, shard_size: int = 64, prefix: str = "syn",
+                       origin: str = "synthetic") -> int:
+    """Write ``n`` exact layered scenes ``make(scene_seed, n_objects)`` as shards (resumable).
+
     Scene ``i`` uses seed ``seed * 100_003 + i`` and ``1 + (i % max_objects)`` objects (so every
-    object count is equally common).  Rows are ``source_kind="composed"``; layers are named
-    ``obj{j}`` / ``obj{j}_shadow`` (empty shadow layers are left out).  Returns the rows written.
+    object count is equally common); rows already committed are skipped.  Rows are
+    ``source_kind="composed"``, sample id ``{prefix}-{seed}-{i:06d}``, workflow ``origin``; layers
+    are named ``obj{j}`` / ``obj{j}_shadow`` (empty shadow layers are left out).  Returns ``n``.
     """
     from add_pipeline.core.peel import AssembledLayer
-    from add_pipeline.core.synthetic import make_scene
     from add_pipeline.tools.encoder import PngRowEncoder
 
     store, enc = ShardStore(out_dir), PngRowEncoder()
@@ -281,7 +313,7 @@ def write_synthetic_shards(out_dir: str | Path, n: int, seed: int = 0, size: int
         sid = f"{prefix}-{seed}-{i:06d}"
         if sid in done:
             continue
-        scene = make_scene(seed * 100_003 + i, (size, size), 1 + i % max_objects, shadows)
+        scene = make(seed * 100_003 + i, 1 + i % max_objects)
         stack = scene.layers()
         layers = [AssembledLayer("background", "background", stack[0], None)]
         for j in range(len(scene.objects)):
@@ -289,9 +321,9 @@ def write_synthetic_shards(out_dir: str | Path, n: int, seed: int = 0, size: int
             if sh[..., 3].any():
                 layers.append(AssembledLayer(f"obj{j}_shadow", "shadow", sh, f"obj{j}"))
             layers.append(AssembledLayer(f"obj{j}", "object", ob, None))
-        row = enc(sid, f"synthetic:{seed * 100_003 + i}", scene.image, layers, {}, {"synthetic": True},
+        row = enc(sid, f"{origin}:{seed * 100_003 + i}", scene.image, layers, {}, {origin: True},
                   source_kind="composed")
-        rows.append({**row, "trace_id": sid, "workflow": "synthetic"})
+        rows.append({**row, "trace_id": sid, "workflow": origin})
         if len(rows) >= shard_size:
             store.commit(rows, [], [])
             rows = []
