@@ -20,6 +20,7 @@ import numpy as np
 from add_pipeline.eval.readers import read_stacks
 from add_pipeline.eval.report import evaluate_stacks, to_markdown
 from add_pipeline.model.cli import eval_model
+from add_pipeline.model.config import INFERENCE_FIELDS
 from add_pipeline.model.infer import decompose_image, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +29,13 @@ PIPELINE = ROOT / "bench" / "work" / "eval" / "pipeline"
 RUNS = ROOT / "bench" / "work" / "model" / "runs"
 
 
-def timing(source: str | Path) -> dict[str, float]:
+def timing(source: str | Path, inference: dict | None = None) -> dict[str, float]:
     import cv2
     from skimage import data
 
     model = load_model(source)
+    if inference:  # the settings it is scored with (the mirror augmentation doubles the network's time)
+        model.train_config = model.train_config.with_inference(**inference)
     photo = data.astronaut()  # a real photo: the time depends on how many layers come out
     out = {}
     for size in (256, 512):
@@ -61,7 +64,7 @@ def main() -> None:
               "ablation: no restoration loss": (RUNS / "no-restoration-loss", calibrated("no-restoration-loss"))}
     for name, (src, inference) in models.items():
         reports[name] = eval_model(src, BENCH, inference=inference)
-        times[name] = timing(src)
+        times[name] = timing(src, inference)
     decomposed = read_stacks(PIPELINE)
     from run_eval import baselines  # the same trivial decomposers as make eval (bench/ is on sys.path)
 
@@ -84,6 +87,12 @@ def main() -> None:
            if "recompose_mean" in r.get("protocol", {})}
     lines += ["", "Recomposition error of the models' layers (mean / max grey levels over samples): " +
               "; ".join(f"{n}: {m:.3f} / {x:.2f}" for n, (m, x) in rec.items())]
+    settings = {"bundled model (full)": load_model("bundled").train_config}
+    settings.update({n: load_model(src).train_config.with_inference(**(inf or {}))
+                     for n, (src, inf) in models.items() if src != "bundled"})
+    lines += ["", "Inference settings (calibrated on held-out training compositions, bench/model_runs.py calibrate): " +
+              "; ".join(f"{n}: " + ", ".join(f"{k} {getattr(c, k)}" for k in INFERENCE_FIELDS)
+                        for n, c in settings.items())]
     (out / "model.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -241,6 +241,32 @@ def test_decompose_image_recomposes_the_photo(tmp_path: Path) -> None:
     assert mean <= 1.0 and worst <= 8.0
 
 
+def test_flip_tta_averages_the_mirrored_estimate() -> None:
+    from add_pipeline.model.infer import predict
+
+    torch.manual_seed(1)
+    m = LayerDecomposer(TINY)
+    with torch.no_grad():
+        torch.nn.init.normal_(m.out.weight, std=0.6)
+        torch.nn.init.normal_(m.presence.weight, std=0.5)
+    m.eval()
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)  # no resize, no padding
+    plain, mirror, both = predict(m, rgb, 96), predict(m, np.ascontiguousarray(rgb[:, ::-1]), 96), \
+        predict(m, rgb, 96, flip=True)
+    assert not np.allclose(plain["alpha"], mirror["alpha"][..., ::-1], atol=1e-3)  # the net is not symmetric
+    for key in ("background", "color", "alpha", "shadow"):
+        axis = 1 if key == "background" else 2  # the width axis
+        expect = (plain[key] + np.flip(mirror[key], axis=axis)) / 2
+        assert both[key].shape == plain[key].shape and np.allclose(both[key], expect, atol=1e-5), key
+    assert np.allclose(both["presence"], (plain["presence"] + mirror["presence"]) / 2, atol=1e-6)
+    # Any photo size: padded, resized back, and the solved stack still recomposes the photo.
+    odd = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    est = predict(m, odd, 64, flip=True)
+    assert est["alpha"].shape == (2, 50, 70) and est["color"].shape == (2, 50, 70, 3)
+    mean, worst = recomposition_error(odd, [lay.rgba for lay in decompose_image(m, odd, 64, 1e-6, 0.0, flip=True)])
+    assert mean <= 1.0 and worst <= 8.0
+
+
 def test_split_objects_by_components() -> None:
     from add_pipeline.model.infer import split_objects
 

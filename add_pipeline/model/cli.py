@@ -102,11 +102,11 @@ COMMANDS = (train_cmd, eval_model_cmd, decompose_cmd)
 
 def eval_model(model_src: str | Path, bench: str | Path, source_kind: str = "composed", limit: int | None = None,
                size: int | None = None, max_merges: int = 5,
-               inference: dict[str, float] | None = None) -> dict[str, Any]:
+               inference: dict[str, float | bool] | None = None) -> dict[str, Any]:
     """Decompose every (selected) sample photo of a benchmark shard folder and score it against its layers.
 
-    ``inference`` overrides the checkpoint's inference settings (``presence_threshold``,
-    ``min_area``, ``alpha_floor``), e.g. to calibrate them on a validation split.
+    ``inference`` overrides the checkpoint's inference settings (those of
+    :data:`~add_pipeline.model.config.INFERENCE_FIELDS`), e.g. to calibrate them on a validation split.
 
     Returns the :func:`~add_pipeline.eval.report.evaluate_stacks` report, with the model, benchmark
     and recomposition error (mean / max grey levels over samples) added under ``protocol``.

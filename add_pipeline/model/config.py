@@ -55,7 +55,7 @@ class ModelConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
 
-INFERENCE_FIELDS = ("presence_threshold", "min_area", "alpha_floor")
+INFERENCE_FIELDS = ("presence_threshold", "min_area", "alpha_floor", "flip_tta")
 """TrainConfig fields that only inference reads: changing them does not change the trained weights."""
 
 
@@ -91,6 +91,8 @@ class TrainConfig:
             probability exceeds the threshold; it is split into objects, each a connected component
             of ``alpha > 0.5`` covering at least ``min_area`` of the image; alpha and shadow values
             at or below ``alpha_floor`` are dropped (see :func:`~add_pipeline.model.infer.split_objects`).
+        flip_tta: inference: average the estimates of the photo and of its mirror image
+            (:func:`~add_pipeline.model.infer.predict`); about twice the network's time.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -127,6 +129,7 @@ class TrainConfig:
     presence_threshold: float = 0.5
     min_area: float = 0.0005
     alpha_floor: float = 0.02
+    flip_tta: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -157,7 +160,7 @@ class TrainConfig:
         """Inverse of :meth:`to_dict`; missing keys take the defaults, unknown keys raise ValueError."""
         return _build(cls, data, "train")
 
-    def with_inference(self, **kw: float) -> TrainConfig:
+    def with_inference(self, **kw: float | bool) -> TrainConfig:
         """A copy with inference settings replaced (values chosen after training, e.g. calibrated).
 
         Raises:

@@ -75,11 +75,12 @@ def load_model(source: str | Path = "bundled") -> LayerDecomposer:
     return model
 
 
-def export_slim(run_dir: str | Path, path: str | Path, inference: dict[str, float] | None = None) -> None:
+def export_slim(run_dir: str | Path, path: str | Path, inference: dict[str, float | bool] | None = None) -> None:
     """Write ``{model, config, step}`` of a run (no optimiser state): what ``bundled/model.pt`` should hold.
 
-    ``inference`` replaces the inference settings in the exported config (``presence_threshold``,
-    ``min_area``, ``alpha_floor``: values calibrated after training); nothing else may change.
+    ``inference`` replaces the inference settings in the exported config (those of
+    :data:`~add_pipeline.model.config.INFERENCE_FIELDS`: values calibrated after training);
+    nothing else may change.
     """
     ckpt = torch.load(Path(run_dir) / "ckpt.pt", map_location="cpu", weights_only=False)
     config = TrainConfig.from_dict(ckpt["config"]).with_inference(**(inference or {}))
@@ -87,12 +88,15 @@ def export_slim(run_dir: str | Path, path: str | Path, inference: dict[str, floa
 
 
 @torch.no_grad()
-def predict(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None) -> dict[str, np.ndarray]:
+def predict(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
+            flip: bool = False) -> dict[str, np.ndarray]:
     """Network estimates at the photo's size (floats in [0, 1]).
 
     Args:
         rgb: ``HxWx3 uint8``.
         size: working size (long side); default the model's training size.
+        flip: also run the mirrored photo (one batch of two) and average the two estimates,
+            mirrored back (test-time augmentation; about twice the network's time).
     Returns:
         ``background`` HxWx3, ``color`` KxHxWx3, ``alpha`` KxHxW, ``shadow`` KxHxW (zeros without
         the shadow branch), ``presence`` K probabilities.
@@ -106,22 +110,28 @@ def predict(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None) ->
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     x = torch.from_numpy(small.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    if flip:
+        x = torch.cat([x, x.flip(-1)])  # padding goes right of both, so crop first, then mirror back
     ph, pw = (-sh) % 32, (-sw) % 32
     x = F.pad(x, (0, pw, 0, ph), mode="replicate").to(next(model.parameters()).device)
     pred = model(x)
     k = model.config.slots
 
-    def back(t: torch.Tensor) -> torch.Tensor:  # crop the padding, resize to the photo, back to the CPU
-        t = F.interpolate(t[..., :sh, :sw], size=(h, w), mode="bilinear", align_corners=False)
+    def back(t: torch.Tensor) -> torch.Tensor:
+        """``Bx...xHpxWp`` -> the batch mean (mirrored copies mirrored back) at the photo's size, on the CPU."""
+        t = t[..., :sh, :sw]
+        if flip:
+            t = (t[:1] + t[1:].flip(-1)) / 2.0
+        t = F.interpolate(t.flatten(0, -4), size=(h, w), mode="bilinear", align_corners=False)
         return t.clamp(0.0, 1.0).cpu()
 
-    shadow = back(pred.shadow[0, :, 0][None])[0] if pred.shadow is not None else torch.zeros(k, h, w)
+    shadow = back(pred.shadow[:, :, 0])[0] if pred.shadow is not None else torch.zeros(k, h, w)
     return {
         "background": back(pred.background)[0].permute(1, 2, 0).numpy().astype(np.float64),
-        "color": back(pred.color[0]).permute(0, 2, 3, 1).numpy().astype(np.float64),
-        "alpha": back(pred.alpha[0, :, 0][None])[0].numpy().astype(np.float64),
+        "color": back(pred.color).reshape(k, 3, h, w).permute(0, 2, 3, 1).numpy().astype(np.float64),
+        "alpha": back(pred.alpha[:, :, 0])[0].numpy().astype(np.float64),
         "shadow": shadow.numpy().astype(np.float64),
-        "presence": torch.sigmoid(pred.presence[0]).numpy().astype(np.float64),
+        "presence": torch.sigmoid(pred.presence).mean(dim=0).numpy().astype(np.float64),
     }
 
 
@@ -155,7 +165,7 @@ def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
 
 def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
                     presence_threshold: float | None = None, min_area: float | None = None,
-                    alpha_floor: float | None = None) -> list[AssembledLayer]:
+                    alpha_floor: float | None = None, flip: bool | None = None) -> list[AssembledLayer]:
     """Decompose a photo into layers that recompose to it (mean <= 1/255, max <= 8/255 guaranteed by the solve).
 
     Args:
@@ -164,6 +174,7 @@ def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = 
         size: working size of the network (default: its training size).
         presence_threshold, min_area, alpha_floor: the empty-slot test and the object split
             (default: the model's config; see :func:`split_objects`).
+        flip: mirror test-time augmentation (default: the model's ``flip_tta``; see :func:`predict`).
     Returns:
         back to front: ``background``; then per object ``i`` its shadow ``obj{i}_shadow`` (parent
         ``obj{i}``, only if it has one) and the object ``obj{i}``; objects of deeper slots first.
@@ -173,7 +184,7 @@ def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = 
     thr = cfg.presence_threshold if presence_threshold is None else presence_threshold
     area = cfg.min_area if min_area is None else min_area
     floor = cfg.alpha_floor if alpha_floor is None else alpha_floor
-    est = predict(model, rgb, size)
+    est = predict(model, rgb, size, flip=cfg.flip_tta if flip is None else flip)
     image = rgb.astype(np.float64) / 255.0
     h, w = rgb.shape[:2]
 
