@@ -18,7 +18,7 @@ from add_pipeline.model.config import ModelConfig, TrainConfig, load_config, sav
 from add_pipeline.model.data import ColorJitter, LayeredShardDataset, write_synthetic_shards
 from add_pipeline.model.degrade import apply, blur, boundary_band, degrade, dilate, erode, sample_params, spill
 from add_pipeline.model.infer import BUNDLED, decompose_image, load_model
-from add_pipeline.model.losses import composite, decomposition_losses, restoration_loss
+from add_pipeline.model.losses import composite, decomposition_losses, restoration_loss, soft_jaccard
 from add_pipeline.model.model import LayerDecomposer, LayerPrediction
 from add_pipeline.model.train import train
 
@@ -101,8 +101,8 @@ def test_perfect_prediction_has_zero_loss() -> None:
         p = pred if shadow_branch else LayerPrediction(bg * torch.prod(1 - shadow, 1), color, alpha, alpha, None,
                                                        pred.presence)
         parts = decomposition_losses(p, t, cfg)
-        assert set(parts) >= {"recompose", "background", "color", "alpha", "boundary", "presence"}
-        assert ("shadow" in parts) == shadow_branch
+        assert set(parts) >= {"recompose", "background", "color", "alpha", "boundary", "presence", "jaccard"}
+        assert ("shadow" in parts) == ("shadow_jaccard" in parts) == shadow_branch
         for name, v in parts.items():
             assert float(v) < 1e-6, (shadow_branch, name, float(v))
     a, c = alpha[:, 0], color[:, 0]
@@ -111,6 +111,23 @@ def test_perfect_prediction_has_zero_loss() -> None:
     bad = LayerPrediction(bg, color, alpha, alpha, torch.zeros_like(shadow), pred.presence)
     parts = decomposition_losses(bad, t, TrainConfig(model=ModelConfig(size=64, slots=k)))
     assert float(parts["shadow"]) > 0.01 and float(parts["recompose"]) > 1e-3
+
+
+def test_jaccard_counts_a_small_missed_object_fully() -> None:
+    # A 4x4 object on a 32x32 canvas: missing it costs the image-mean L1 ~1.6%, the Jaccard distance all of it.
+    alpha = torch.zeros(1, 2, 1, 32, 32)
+    alpha[0, 1, :, 10:14, 10:14] = 1.0
+    missed = torch.zeros_like(alpha)
+    valid = torch.ones(1, 1, 1, 32, 32)
+    present = torch.tensor([[False, True]])
+    assert float((missed - alpha).abs().mean()) < 0.01
+    assert float(soft_jaccard(missed, alpha, valid, present)) == pytest.approx(1.0)
+    half = alpha * 0.5  # half the matte everywhere: IoU 1/2
+    assert float(soft_jaccard(half, alpha, valid, present)) == pytest.approx(0.5)
+    assert float(soft_jaccard(alpha, alpha, valid, present)) == 0.0
+    # padding does not count, and slots without an object are not scored
+    assert float(soft_jaccard(missed, alpha, torch.zeros_like(valid), present)) == 0.0
+    assert float(soft_jaccard(missed, alpha, valid, torch.zeros_like(present))) == 0.0
 
 
 # ---------------------------------------------------------------- degradations
@@ -286,6 +303,10 @@ def test_split_objects_by_components() -> None:
     assert s0[28:32, 10:35].min() == 0.5 and not s0[52:].any()
     assert s1[52:56, 60:90].min() == 0.4 and not s1[:40].any()
     assert split_objects(np.full((h, w), 0.3), shadow, 0.0, 0.02) == []
+    # Shadows have their own floor: the 0.4 shadow goes, the 0.5 one stays, the objects are untouched.
+    (b0, t0), (b1, t1) = split_objects(alpha, shadow, min_area=0.001, floor=0.02, shadow_floor=0.45)
+    assert np.array_equal(b0, a0) and np.array_equal(b1, a1)
+    assert t0[28:32, 10:35].min() == 0.5 and not t1.any()
 
 
 def test_load_model_round_trip_and_bundled_error(shards: Path, tmp_path: Path) -> None:

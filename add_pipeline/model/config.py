@@ -55,7 +55,7 @@ class ModelConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
 
-INFERENCE_FIELDS = ("presence_threshold", "min_area", "alpha_floor", "flip_tta")
+INFERENCE_FIELDS = ("presence_threshold", "min_area", "alpha_floor", "shadow_floor", "flip_tta")
 """TrainConfig fields that only inference reads: changing them does not change the trained weights."""
 
 
@@ -91,6 +91,8 @@ class TrainConfig:
             probability exceeds the threshold; it is split into objects, each a connected component
             of ``alpha > 0.5`` covering at least ``min_area`` of the image; alpha and shadow values
             at or below ``alpha_floor`` are dropped (see :func:`~add_pipeline.model.infer.split_objects`).
+        shadow_floor: inference: shadow values at or below it are dropped.  Separate from ``alpha_floor``
+            because cast shadows are faint (strength ~0.3-0.65) where object mattes are near 1.
         flip_tta: inference: average the estimates of the photo and of its mirror image
             (:func:`~add_pipeline.model.infer.predict`); about twice the network's time.
     """
@@ -119,7 +121,9 @@ class TrainConfig:
     w_alpha: float = 2.0
     w_boundary: float = 2.0
     w_presence: float = 0.2
+    w_jaccard: float = 0.0
     w_shadow: float = 2.0
+    w_shadow_jaccard: float = 0.0
     w_restore: float = 1.0
     restoration_loss: bool = True
     degrade_radius: int = 4
@@ -129,6 +133,7 @@ class TrainConfig:
     presence_threshold: float = 0.5
     min_area: float = 0.0005
     alpha_floor: float = 0.02
+    shadow_floor: float = 0.02
     flip_tta: bool = False
 
     def __post_init__(self) -> None:
@@ -143,6 +148,7 @@ class TrainConfig:
             "degrade_radius": self.degrade_radius >= 1,
             "presence_threshold": 0.0 < self.presence_threshold < 1.0,
             "alpha_floor": 0.0 <= self.alpha_floor < 0.5,
+            "shadow_floor": 0.0 <= self.shadow_floor < 1.0,
             "device": self.device in ("cpu", "cuda", "auto"),
         }
         bad = [k for k, ok in checks.items() if not ok]

@@ -12,7 +12,7 @@ quality; the network decides *how* the photo is split, not *whether* it adds up.
 Objects: a slot is an occlusion level (see :mod:`~add_pipeline.model.data`) and may hold
 several objects, which never overlap.  A kept slot is split into objects by the connected
 components of its confident alpha (``> 0.5``, at least ``min_area`` of the image); every other
-pixel of the slot's matte above ``alpha_floor`` (and of its shadow matte) joins the nearest
+pixel of the slot's matte above ``alpha_floor`` (and of its shadow matte above ``shadow_floor``) joins the nearest
 component.  Each component becomes an object layer with its own shadow layer directly below.
 
 Targets of the solve: a pixel is owned by the topmost layer whose domain (alpha above
@@ -136,14 +136,15 @@ def predict(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
 
 
 def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
-                  floor: float) -> list[tuple[np.ndarray, np.ndarray]]:
+                  floor: float, shadow_floor: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split one slot's mattes into objects.
 
     Args:
         alpha, shadow: ``HxW`` float mattes in [0, 1] of one slot.
         min_area: a component of ``alpha > 0.5`` smaller than this share of the image is dropped.
-        floor: alpha and shadow values at or below it are set to 0 (the network's faint haze), as is
+        floor: alpha values at or below it are set to 0 (the network's faint haze), as is
             the alpha of dropped components.
+        shadow_floor: shadow values at or below it are set to 0 (default: ``floor``).
     Returns:
         ``(alpha, shadow)`` per object, ``HxW`` float64, ordered top to bottom of the image by
         their lowest row; the alphas are disjoint, as are the shadows.  Empty when no component passes.
@@ -158,21 +159,22 @@ def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
     _, (iy, ix) = ndimage.distance_transform_edt(~kept, return_indices=True)
     owner = labels[iy, ix]
     a = np.where((alpha > floor) & ~(core & ~kept), alpha, 0.0)  # dropped specks go, not to a neighbour
-    s = np.where(shadow > floor, shadow, 0.0)
+    s = np.where(shadow > (floor if shadow_floor is None else shadow_floor), shadow, 0.0)
     bottom = {i: stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep}
     return [(np.where(owner == i, a, 0.0), np.where(owner == i, s, 0.0)) for i in sorted(keep, key=bottom.get)]
 
 
 def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
                     presence_threshold: float | None = None, min_area: float | None = None,
-                    alpha_floor: float | None = None, flip: bool | None = None) -> list[AssembledLayer]:
+                    alpha_floor: float | None = None, shadow_floor: float | None = None,
+                    flip: bool | None = None) -> list[AssembledLayer]:
     """Decompose a photo into layers that recompose to it (mean <= 1/255, max <= 8/255 guaranteed by the solve).
 
     Args:
         model: from :func:`load_model` (or any LayerDecomposer; thresholds then default to TrainConfig's).
         rgb: ``HxWx3 uint8`` photo; layers come back at this size.
         size: working size of the network (default: its training size).
-        presence_threshold, min_area, alpha_floor: the empty-slot test and the object split
+        presence_threshold, min_area, alpha_floor, shadow_floor: the empty-slot test and the object split
             (default: the model's config; see :func:`split_objects`).
         flip: mirror test-time augmentation (default: the model's ``flip_tta``; see :func:`predict`).
     Returns:
@@ -184,6 +186,7 @@ def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = 
     thr = cfg.presence_threshold if presence_threshold is None else presence_threshold
     area = cfg.min_area if min_area is None else min_area
     floor = cfg.alpha_floor if alpha_floor is None else alpha_floor
+    s_floor = cfg.shadow_floor if shadow_floor is None else shadow_floor
     est = predict(model, rgb, size, flip=cfg.flip_tta if flip is None else flip)
     image = rgb.astype(np.float64) / 255.0
     h, w = rgb.shape[:2]
@@ -194,7 +197,7 @@ def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = 
     for k in range(model.config.slots):
         if est["presence"][k] <= thr:
             continue
-        for a, sh in split_objects(est["alpha"][k], est["shadow"][k], area, floor):
+        for a, sh in split_objects(est["alpha"][k], est["shadow"][k], area, floor, s_floor):
             name = f"obj{n_obj}"
             n_obj += 1
             if (sh > _DOMAIN_EPS).any():

@@ -16,9 +16,17 @@ Targets (a dict of tensors, see :mod:`add_pipeline.model.data`): ``image`` ``Bx3
   over the image; ``boundary``: the refined alpha's
   L1 inside the band around each ground-truth edge, normalised by the band's area, so that a
   few-pixel boundary error is not drowned by the large, easy interior and exterior.
+* ``jaccard``: the soft Jaccard distance ``1 - sum(min(p, y)) / sum(max(p, y))`` of the refined alpha
+  of every slot that holds an object, averaged over those slots.  The per-pixel losses above are
+  means over the image, so a small object (an eye, a cup) weighs next to nothing in them and the
+  network learns to leave it out; here every object counts the same whatever its size.  It is the
+  soft IoU the benchmark scores (:func:`~add_pipeline.eval.layerd.soft_iou`), and 0 exactly when
+  ``p == y``, soft values included.
 * ``presence``: binary cross-entropy of the slot presence logits.
 * ``shadow`` (shadow-guided learning): L1 + soft KL of each slot's shadow matte to its object's
   ground-truth shadow, weighted up on the shadow's support.
+* ``shadow_jaccard``: the same distance for each slot whose object casts a shadow (faint shadows are
+  as small a share of the image as small objects).
 * ``restore`` (degradation-restoration): L1 of the refiner's output on degraded ground truth to
   the clean alpha and colour, inside the band the degradation could reach.
 """
@@ -68,6 +76,24 @@ def _wmean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (err * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def soft_jaccard(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                 keep: torch.Tensor) -> torch.Tensor:
+    """Mean soft Jaccard distance ``1 - sum(min) / sum(max)`` over the slots where ``keep`` is true.
+
+    Args:
+        pred, target: ``BxKx1xHxW`` mattes in [0, 1].
+        valid: ``Bx1x1xHxW`` (or broadcastable) weights, 0 on padding.
+        keep: ``BxK`` bool, the slots to score.
+    Returns:
+        a scalar in [0, 1]; 0 when no slot is kept (a slot whose target is empty inside ``valid`` is not).
+    """
+    inter = (torch.minimum(pred, target) * valid).flatten(2).sum(-1)
+    union = (torch.maximum(pred, target) * valid).flatten(2).sum(-1)
+    dist = 1.0 - inter / union.clamp_min(1e-6)
+    k = (keep & ((target * valid).flatten(2).sum(-1) > 0)).float()  # an object hidden by padding is not scored
+    return (dist * k).sum() / k.sum().clamp_min(1.0)
+
+
 def decomposition_losses(pred: LayerPrediction, t: dict[str, torch.Tensor],
                          cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """All losses except ``restore``, unweighted, as scalar tensors (see the module docstring)."""
@@ -95,11 +121,13 @@ def decomposition_losses(pred: LayerPrediction, t: dict[str, torch.Tensor],
     band = boundary_band(a_gt.reshape(b * k, 1, *a_gt.shape[-2:]), cfg.band_px).reshape_as(a_gt)
     band = band & (t["present"][:, :, None, None, None] > 0)
     parts["boundary"] = _wmean((pred.alpha - a_gt).abs(), band.float() * vk)
+    parts["jaccard"] = soft_jaccard(pred.alpha, a_gt, vk, t["present"] > 0)
     parts["presence"] = F.binary_cross_entropy_with_logits(pred.presence, t["present"])
     if shadow_branch:
         assert pred.shadow is not None
         err = (pred.shadow - gt_shadow).abs() + soft_kl(pred.shadow, gt_shadow)
         parts["shadow"] = _wmean(err, vk * (1.0 + 4.0 * (gt_shadow > 0).float()))
+        parts["shadow_jaccard"] = soft_jaccard(pred.shadow, gt_shadow, vk, gt_shadow.flatten(2).amax(-1) > 0)
     return parts
 
 

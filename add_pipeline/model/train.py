@@ -171,8 +171,9 @@ def train(data_dirs: Sequence[str | Path], out_dir: str | Path, config: TrainCon
     step, history = 0, []
     if resume:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["config"] != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != cfg.to_dict()[k])
+        saved = TrainConfig.from_dict(ckpt["config"]).to_dict()  # fields added since take their defaults
+        if saved != cfg.to_dict():
+            diff = sorted(k for k in cfg.to_dict() if saved.get(k) != cfg.to_dict()[k])
             raise ValueError(f"--resume with a different config than {ckpt_path} (fields {diff}); "
                              "use the saved config.json or a new --out")
         model.load_state_dict(ckpt["model"])
