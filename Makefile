@@ -41,7 +41,7 @@ bench-models: $(STAMP)
 	$(BIN)/python bench/bench_models.py
 
 # Reproduce the bundled model: training data (never the benchmark's photos), the full run and two
-# ablations (about 45 min on 2 cores), calibration, export to add_pipeline/model/bundled/model.pt, then compare.
+# ablations (about 50 min on 2 cores in all), calibration, export to add_pipeline/model/bundled/model.pt, then compare.
 model: $(STAMP)
 	$(BIN)/python bench/model_runs.py data
 	$(BIN)/python bench/model_runs.py train
