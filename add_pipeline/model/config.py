@@ -81,7 +81,9 @@ class TrainConfig:
             OpenMP threads that spin-wait for a busy core made 2 threads ~2x *slower* than 1.
         device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).  Exact resume is promised on
             CPU; CUDA kernels may be non-deterministic.
-        w_*: loss weights, see :mod:`add_pipeline.model.losses`.
+        w_*: loss weights, see :mod:`add_pipeline.model.losses`.  ``w_jaccard`` and ``w_shadow_jaccard``
+            default to 0, which is how checkpoints written before they existed were trained; the shipped
+            recipe (``bench/model_runs.py``) uses 1.0 and 0.5.
         restoration_loss: train the refiner on degraded ground truth too (degradation-restoration).
         degrade_radius: largest erosion/dilation radius (px at the working size).
         degrade_blur: largest Gaussian sigma of the blur degradation (px).
@@ -89,8 +91,8 @@ class TrainConfig:
         band_px: half-width of the boundary band the alpha / restoration losses emphasise.
         presence_threshold, min_area, alpha_floor: inference: a slot is kept when its presence
             probability exceeds the threshold; it is split into objects, each a connected component
-            of ``alpha > 0.5`` covering at least ``min_area`` of the image; alpha and shadow values
-            at or below ``alpha_floor`` are dropped (see :func:`~add_pipeline.model.infer.split_objects`).
+            of ``alpha > 0.5`` covering at least ``min_area`` of the image; alpha values at or below
+            ``alpha_floor`` are dropped (see :func:`~add_pipeline.model.infer.split_objects`).
         shadow_floor: inference: shadow values at or below it are dropped.  Separate from ``alpha_floor``
             because cast shadows are faint (strength ~0.3-0.65) where object mattes are near 1.
         flip_tta: inference: average the estimates of the photo and of its mirror image
