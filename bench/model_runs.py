@@ -149,7 +149,10 @@ def _calibrate_one(name: str) -> dict:
         print(f"{name} {settings}: RGB L1 {l1:.4f} Alpha IoU {iou:.4f}", flush=True)
         return grid[-1]
 
-    defaults = {"shadow_floor": 0.02, "presence_threshold": 0.5, "flip_tta": False}
+    from add_pipeline.model.config import TrainConfig
+
+    # The other settings start at TrainConfig's defaults (the only defaults), then are tried one at a time.
+    defaults = {k: getattr(TrainConfig(), k) for k in ("shadow_floor", "presence_threshold", "flip_tta")}
     keys = (*GRID[0], *defaults)
 
     def best() -> dict:
