@@ -227,6 +227,48 @@ def test_resume_continues_exactly(shards: Path, tmp_path: Path) -> None:
     assert set(ckpt) >= {"model", "optimizer", "config", "step", "rng"} and ckpt["step"] == 6
 
 
+def test_init_fine_tunes_from_a_run(shards: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from add_pipeline.model.cli import train_cmd
+
+    base = tiny_config(steps=3, eval_every=0, lr=1e-2)
+    train([shards], tmp_path / "base", base, log=lambda s: None)
+    trained = torch.load(tmp_path / "base" / "ckpt.pt", weights_only=False)["model"]
+    # until=0: the step-0 checkpoint holds exactly the weights it started from
+    ft = base.with_overrides(init=str(tmp_path / "base"), lr=1e-3)
+    train([shards], tmp_path / "ft", ft, until=0, log=lambda s: None)
+    start = torch.load(tmp_path / "ft" / "ckpt.pt", weights_only=False)
+    assert start["step"] == 0 and start["config"]["init"] == str(tmp_path / "base")
+    assert all(torch.equal(start["model"][k], v) for k, v in trained.items())
+    assert not start["optimizer"]["state"]  # a fresh optimiser, not the source's
+    # the run then trains on (and resumes) like any other
+    assert train([shards], tmp_path / "ft", ft, resume=True, log=lambda s: None)["step"] == 3
+    wider = base.with_overrides(init=str(tmp_path / "base"), model={"head_width": 6})
+    with pytest.raises(ValueError, match="head_width"):
+        train([shards], tmp_path / "bad", wider, log=lambda s: None)
+    # CLI: without --config the run takes the source's recipe
+    res = CliRunner().invoke(train_cmd, ["--data", str(shards), "--out", str(tmp_path / "cli"),
+                                         "--init", str(tmp_path / "base")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "cli" / "config.json").read_text())
+    assert saved == {**base.to_dict(), "init": str(tmp_path / "base")}
+    # with --config, the fields the file sets replace the source's; a typo is an error naming the file
+    (tmp_path / "ft.yaml").write_text("steps: 2\nlr: 0.0005\n")
+    res = CliRunner().invoke(train_cmd, ["--data", str(shards), "--out", str(tmp_path / "cli2"),
+                                         "--init", str(tmp_path / "base"), "--config", str(tmp_path / "ft.yaml")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "cli2" / "config.json").read_text())
+    assert saved == {**base.to_dict(), "init": str(tmp_path / "base"), "steps": 2, "lr": 0.0005}
+    (tmp_path / "typo.yaml").write_text("stesp: 2\n")
+    res = CliRunner().invoke(train_cmd, ["--data", str(shards), "--out", str(tmp_path / "cli3"),
+                                         "--init", str(tmp_path / "base"), "--config", str(tmp_path / "typo.yaml")])
+    assert res.exit_code != 0 and "stesp" in res.output and "typo.yaml" in res.output
+    res = CliRunner().invoke(train_cmd, ["--data", str(shards), "--out", str(tmp_path / "none"),
+                                         "--init", str(tmp_path / "missing")])
+    assert res.exit_code != 0 and "--init" in res.output and "missing" in res.output
+
+
 # ---------------------------------------------------------------- inference
 
 

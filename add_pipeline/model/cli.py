@@ -24,19 +24,31 @@ import click
               help="Shard folder with layered ground truth (repeat the option for several).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="TrainConfig as YAML or JSON (default: the built-in defaults).")
+              help="TrainConfig as YAML or JSON (default: the built-in defaults; with --init, the "
+                   "fields it sets replace those of the source's config).")
 @click.option("--resume", is_flag=True, help="Continue from RUN/ckpt.pt (with the config saved in RUN).")
-def train_cmd(data: tuple[Path, ...], out: Path, config_path: Path | None, resume: bool) -> None:
-    """Train the layer decomposer on layered shards."""
-    from add_pipeline.model.config import TrainConfig, load_config
+@click.option("--init", "init", default=None, metavar="SOURCE",
+              help="Fine-tune: start from these weights (a run folder, checkpoint or 'bundled') "
+                   "and from the config they were trained with.")
+def train_cmd(data: tuple[Path, ...], out: Path, config_path: Path | None, resume: bool, init: str | None) -> None:
+    """Train the layer decomposer on layered shards (from random weights, or from --init's)."""
+    from add_pipeline.model.config import TrainConfig, load_config, read_config_file
+    from add_pipeline.model.infer import load_model
     from add_pipeline.model.train import train
 
-    if config_path is not None:
-        cfg = load_config(config_path)
-    elif resume and (out / "config.json").is_file():
-        cfg = load_config(out / "config.json")  # resume continues the run as it was configured
-    else:
-        cfg = TrainConfig()
+    try:
+        if resume and config_path is None and (out / "config.json").is_file():
+            cfg = load_config(out / "config.json")  # resume continues the run as it was configured
+        elif init is not None:
+            try:  # the recipe (and inference settings) the weights came with, then the file's changes
+                base = load_model(init).train_config
+            except (FileNotFoundError, ValueError) as e:
+                raise click.ClickException(f"--init: {e}") from e
+            cfg = base.with_overrides(**{**(read_config_file(config_path) if config_path else {}), "init": init})
+        else:
+            cfg = load_config(config_path) if config_path is not None else TrainConfig()
+    except ValueError as e:
+        raise click.ClickException(f"{config_path or out / 'config.json'}: {e}") from e
     try:
         summary = train(list(data), out, cfg, resume=resume, log=click.echo)
     except (FileExistsError, FileNotFoundError, ValueError) as e:

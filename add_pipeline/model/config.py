@@ -77,6 +77,10 @@ class TrainConfig:
         hflip: random horizontal flips (vertical flips would put shadows above their casters).
         color_jitter: random linear colour changes (channel order, desaturation, brightness) of
             the photo and all its colour targets alike; see :class:`~add_pipeline.model.data.ColorJitter`.
+        init: weights to start from (fine-tuning): a run folder, a checkpoint file or ``"bundled"``;
+            empty starts from random weights.  Only the network's weights are taken (its shape must
+            equal ``model``); the optimiser, schedule and step count start fresh.  On ``--resume`` the
+            checkpoint's weights are used, as for any run.
         threads: torch intra-op threads (0 = torch's default).  On a shared 2-core machine use 1:
             OpenMP threads that spin-wait for a busy core made 2 threads ~2x *slower* than 1.
         device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).  Exact resume is promised on
@@ -115,6 +119,7 @@ class TrainConfig:
     eval_max: int = 32
     hflip: bool = True
     color_jitter: bool = False
+    init: str = ""
     threads: int = 0
     device: str = "cpu"
     w_recompose: float = 1.0
@@ -180,7 +185,15 @@ class TrainConfig:
         return replace(self, **kw)
 
     def with_overrides(self, **kw: Any) -> TrainConfig:
-        """A copy with top-level fields replaced; ``model={...}`` replaces model fields."""
+        """A copy with top-level fields replaced; ``model={...}`` replaces model fields.
+
+        Raises:
+            ValueError: an unknown field, or an invalid value.
+        """
+        for cls, keys, where in ((TrainConfig, kw, "train"), (ModelConfig, kw.get("model") or {}, "model")):
+            unknown = sorted(set(keys) - {f.name for f in fields(cls)})
+            if unknown:
+                raise ValueError(f"unknown {where} config keys {unknown}")
         model = kw.pop("model", None)
         out = replace(self, **kw)
         if model:
@@ -199,7 +212,12 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TrainConfig from ``.yaml``/``.yml``/``.json``."""
+    """Read a TrainConfig from ``.yaml``/``.yml``/``.json`` (missing fields take the defaults)."""
+    return TrainConfig.from_dict(read_config_file(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a config file holds, unvalidated (``.yaml``/``.yml``/``.json``)."""
     p = Path(path)
     text = p.read_text(encoding="utf-8")
     if p.suffix.lower() in (".yaml", ".yml"):
@@ -208,7 +226,9 @@ def load_config(path: str | Path) -> TrainConfig:
         data = json.loads(text)
     else:
         raise ValueError(f"config file must end in .yaml, .yml or .json, got {p.name}")
-    return TrainConfig.from_dict(data)
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: a config file must hold a mapping, got {type(data).__name__}")
+    return data
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -23,6 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch
 from add_pipeline.model.config import TrainConfig, save_config
 from add_pipeline.model.data import ColorJitter, LayeredShardDataset, collate
 from add_pipeline.model.degrade import degrade
+from add_pipeline.model.infer import load_model
 from add_pipeline.model.losses import decomposition_losses, restoration_loss, weighted_total
 from add_pipeline.model.model import LayerDecomposer, LayerPrediction, count_params
 
@@ -169,6 +171,9 @@ def train(data_dirs: Sequence[str | Path], out_dir: str | Path, config: TrainCon
     model = LayerDecomposer(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, history = 0, []
+    if cfg.init and not resume:
+        _init_weights(model, cfg)
+        log(f"initialised from {cfg.init}")
     if resume:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         saved = TrainConfig.from_dict(ckpt["config"]).to_dict()  # fields added since take their defaults
@@ -224,6 +229,22 @@ def train(data_dirs: Sequence[str | Path], out_dir: str | Path, config: TrainCon
                "last": last, "seconds": time.perf_counter() - t0}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "history": history}
+
+
+def _init_weights(model: LayerDecomposer, cfg: TrainConfig) -> None:
+    """Copy the weights of ``cfg.init`` (run folder, checkpoint or ``"bundled"``) into ``model``.
+
+    Raises:
+        FileNotFoundError: nothing to load at ``cfg.init``.
+        ValueError: the source's network has another shape than ``cfg.model``.
+    """
+    source = load_model(cfg.init)
+    if source.config != cfg.model:
+        theirs, ours = asdict(source.config), asdict(cfg.model)
+        diff = sorted(k for k in ours if theirs[k] != ours[k])
+        raise ValueError(f"init {cfg.init!r}: its network differs from this run's in {diff} "
+                         f"({', '.join(f'{k} {theirs[k]!r} vs {ours[k]!r}' for k in diff)})")
+    model.load_state_dict(source.state_dict())
 
 
 def _append_log(path: Path, record: dict[str, Any]) -> None:
