@@ -5,6 +5,8 @@
     python bench/model_runs.py calibrate  # inference settings per run, on held-out *training* compositions
     python bench/model_runs.py export   # the full run's weights -> add_pipeline/model/bundled/model.pt
     python bench/model_runs.py eval     # bench/results/model.md + .json (make eval-model)
+    python bench/model_runs.py train --seeds 1 2   # the same runs under other seeds (runs/NAME-sS)
+    python bench/model_runs.py finetune # experiment: runs/NAME -> runs/NAME-ft on compositions alone
 
 Training data: (1) ``make_scene`` synthetic scenes, (2) compositions of assets curated from the
 in-the-wild photos of ``../shared/data/photos`` *minus* the seven bundled photos the benchmark split
@@ -86,12 +88,46 @@ def data(n_compose: int, n_synthetic: int, n_cutpaste: int) -> list[Path]:
     return dirs
 
 
-def train(steps: int, names: list[str]) -> None:
-    dirs = json.loads((WORK / "data" / "dirs.json").read_text())
+FINETUNE = {"steps": 500, "lr": 5e-4, "warmup": 30}
+"""The fine-tuning experiment (``finetune``): each run continued on the compositions alone."""
+
+
+def finetune(names: list[str]) -> None:
+    """Fine-tune runs ``NAME`` into ``NAME-ft`` on the training compositions only (``liwi train --init``).
+
+    The experiment behind ``bench/results/model-finetune.md``: the compositions are made by the same
+    generator as the benchmark, so this asks whether specialising to it helps.  Not part of the recipe.
+    """
+    from add_pipeline.model.config import TrainConfig
+
     procs = []
     for name in names:
-        overrides = RUNS[name]
-        cfg = {**BASE, "steps": steps, **overrides}
+        src = WORK / "runs" / name
+        cfg = TrainConfig.from_dict(json.loads((src / "config.json").read_text()))
+        path = WORK / f"{name}-ft.json"
+        path.write_text(json.dumps(cfg.with_overrides(**FINETUNE, init=str(src)).to_dict()))
+        out = WORK / "runs" / f"{name}-ft"
+        args = [str(ROOT / ".venv" / "bin" / "liwi"), "train", "--out", str(out), "--config", str(path),
+                "--data", str(WORK / "data" / "composed")]
+        if (out / "ckpt.pt").exists():
+            args.append("--resume")
+        log = open(WORK / f"{name}-ft.log", "a")  # noqa: SIM115 (closed when the process ends)
+        procs.append((name, subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)))
+    for name, p in procs:
+        print(f"{name}-ft: exit {p.wait()}", flush=True)
+
+
+def run_name(name: str, seed: int) -> str:
+    """Folder name of run ``name`` trained with ``seed``: the recipe's seed 0 keeps the plain name."""
+    return name if seed == 0 else f"{name}-s{seed}"
+
+
+def train(steps: int, names: list[str], seeds: list[int]) -> None:
+    dirs = json.loads((WORK / "data" / "dirs.json").read_text())
+    procs = []
+    for base, seed in [(n, s) for s in seeds for n in names]:
+        name = run_name(base, seed)
+        cfg = {**BASE, "steps": steps, "seed": seed, **RUNS[base]}
         path = WORK / f"{name}.json"
         path.write_text(json.dumps(cfg))
         out = WORK / "runs" / name
@@ -171,6 +207,7 @@ def _calibrate_one(name: str) -> dict:
 
 
 def calibrate(names: list[str]) -> None:
+    """Calibrate the runs (folder names under ``runs/``), two at a time."""
     from concurrent.futures import ProcessPoolExecutor
 
     validation()
@@ -200,20 +237,25 @@ def export() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["data", "train", "calibrate", "export", "eval"])
+    ap.add_argument("what", choices=["data", "train", "calibrate", "export", "eval", "finetune"])
     ap.add_argument("--steps", type=int, default=BASE["steps"])
     ap.add_argument("--n-compose", type=int, default=1200)
     ap.add_argument("--n-synthetic", type=int, default=600)
     ap.add_argument("--n-cutpaste", type=int, default=1800)
     ap.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
                     help="train / calibrate: which runs (default all)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0],
+                    help="train / calibrate: seeds of each run (seed s > 0 trains into runs/NAME-sS)")
+    ap.add_argument("--finetuned", action="store_true", help="calibrate: the runs/NAME-ft runs of finetune")
     args = ap.parse_args()
     if args.what == "data":
         print(data(args.n_compose, args.n_synthetic, args.n_cutpaste))
     elif args.what == "train":
-        train(args.steps, args.runs)
+        train(args.steps, args.runs, args.seeds)
     elif args.what == "calibrate":
-        calibrate(args.runs)
+        calibrate([run_name(n, s) + ("-ft" if args.finetuned else "") for s in args.seeds for n in args.runs])
+    elif args.what == "finetune":
+        finetune(args.runs)
     elif args.what == "export":
         export()
     else:
