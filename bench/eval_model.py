@@ -104,12 +104,13 @@ def finetune_report() -> None:
     Scored on the held-out training compositions (where the settings are calibrated) and on the
     benchmark, each run with its own calibrated settings.
     """
-    from model_runs import calibrated, validation  # bench/ is on sys.path
+    from model_runs import FINETUNE, calibrated, validation  # bench/ is on sys.path
 
     sets = {"held-out training compositions": validation(), "benchmark": BENCH}
     names = list(SEED_METRICS)
     lines = ["# Experiment, not shipped: fine-tuning on the training compositions alone", "",
-             "Each run of the recipe continued for 500 steps (lr 5e-4, 30 warm-up steps) on the 1178 training",
+             f"Each run of the recipe continued for {FINETUNE['steps']} steps (lr {FINETUNE['lr']}, "
+             f"{FINETUNE['warmup']} warm-up steps) on the training",
              "compositions only (`python bench/model_runs.py finetune`, which runs `liwi train --init`):",
              "the compositions come from the same generator as the benchmark, but from other photos.", ""]
     for title, data in sets.items():
