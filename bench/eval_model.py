@@ -187,4 +187,7 @@ def main() -> None:
 if __name__ == "__main__":
     import sys
 
-    finetune_report() if "--finetuned" in sys.argv[1:] else main()
+    if "--finetuned" in sys.argv[1:]:
+        finetune_report()
+    else:
+        main()

@@ -100,21 +100,12 @@ def finetune(names: list[str]) -> None:
     """
     from add_pipeline.model.config import TrainConfig
 
-    procs = []
+    runs = {}
     for name in names:
         src = WORK / "runs" / name
         cfg = TrainConfig.from_dict(json.loads((src / "config.json").read_text()))
-        path = WORK / f"{name}-ft.json"
-        path.write_text(json.dumps(cfg.with_overrides(**FINETUNE, init=str(src)).to_dict()))
-        out = WORK / "runs" / f"{name}-ft"
-        args = [str(ROOT / ".venv" / "bin" / "liwi"), "train", "--out", str(out), "--config", str(path),
-                "--data", str(WORK / "data" / "composed")]
-        if (out / "ckpt.pt").exists():
-            args.append("--resume")
-        log = open(WORK / f"{name}-ft.log", "a")  # noqa: SIM115 (closed when the process ends)
-        procs.append((name, subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)))
-    for name, p in procs:
-        print(f"{name}-ft: exit {p.wait()}", flush=True)
+        runs[f"{name}-ft"] = cfg.with_overrides(**FINETUNE, init=str(src)).to_dict()
+    launch(runs, [str(WORK / "data" / "composed")])
 
 
 def run_name(name: str, seed: int) -> str:
@@ -123,16 +114,20 @@ def run_name(name: str, seed: int) -> str:
 
 
 def train(steps: int, names: list[str], seeds: list[int]) -> None:
-    dirs = json.loads((WORK / "data" / "dirs.json").read_text())
+    runs = {run_name(n, s): {**BASE, "steps": steps, "seed": s, **RUNS[n]} for s in seeds for n in names}
+    launch(runs, json.loads((WORK / "data" / "dirs.json").read_text()))
+
+
+def launch(runs: dict[str, dict], data_dirs: list[str]) -> None:
+    """Train ``{run name: config dict}`` in parallel processes (``liwi train``, resuming where a
+    checkpoint exists), each logging to ``WORK/NAME.log``; wait for all of them."""
     procs = []
-    for base, seed in [(n, s) for s in seeds for n in names]:
-        name = run_name(base, seed)
-        cfg = {**BASE, "steps": steps, "seed": seed, **RUNS[base]}
+    for name, cfg in runs.items():
         path = WORK / f"{name}.json"
         path.write_text(json.dumps(cfg))
         out = WORK / "runs" / name
         args = [str(ROOT / ".venv" / "bin" / "liwi"), "train", "--out", str(out), "--config", str(path)]
-        for d in dirs:
+        for d in data_dirs:
             args += ["--data", d]
         if (out / "ckpt.pt").exists():
             args.append("--resume")
