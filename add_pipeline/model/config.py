@@ -188,17 +188,10 @@ class TrainConfig:
         """A copy with top-level fields replaced; ``model={...}`` replaces model fields.
 
         Raises:
-            ValueError: an unknown field, or an invalid value.
+            ValueError: an unknown field, or an invalid value (checked as :meth:`from_dict` checks).
         """
-        for cls, keys, where in ((TrainConfig, kw, "train"), (ModelConfig, kw.get("model") or {}, "model")):
-            unknown = sorted(set(keys) - {f.name for f in fields(cls)})
-            if unknown:
-                raise ValueError(f"unknown {where} config keys {unknown}")
-        model = kw.pop("model", None)
-        out = replace(self, **kw)
-        if model:
-            out = replace(out, model=replace(out.model, **model))
-        return out
+        d = self.to_dict()
+        return TrainConfig.from_dict({**d, **kw, "model": {**d["model"], **(kw.get("model") or {})}})
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
