@@ -11,7 +11,7 @@ import torch
 
 from add_pipeline.core.composite import alpha_over
 from add_pipeline.core.synthetic import make_scene
-from add_pipeline.model.cutpaste import load_pool, make_cutpaste_scene
+from add_pipeline.model.cutpaste import load_cutouts, load_pool, make_cutpaste_scene
 from add_pipeline.model.data import LayeredShardDataset, write_cutpaste_shards
 from add_pipeline.model.losses import composite
 
@@ -89,3 +89,49 @@ def test_load_pool(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "tiny.png"), np.zeros((20, 20), np.uint8))
     with pytest.raises(ValueError, match="tiny.png: 20x20 is too small"):
         load_pool([tmp_path / "tiny.png"])
+
+
+def _ell(h: int = 90, w: int = 60) -> np.ndarray:
+    """An ``hxwx4 uint8`` RGBA cut-out: an opaque blue L (BGR order on disk is the caller's job)."""
+    out = np.zeros((h, w, 4), np.uint8)
+    out[..., 2] = 255
+    out[:, : w // 3, 3] = 255
+    out[-h // 4 :, :, 3] = 255
+    return out
+
+
+def test_load_cutouts_crops_and_records_bad_files(tmp_path: Path) -> None:
+    ell = _ell()
+    padded = np.zeros((130, 100, 4), np.uint8)
+    padded[20:110, 15:75] = ell
+    cv2.imwrite(str(tmp_path / "ell.png"), cv2.cvtColor(padded, cv2.COLOR_RGBA2BGRA))
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.zeros((80, 80, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "clear.png"), np.zeros((80, 80, 4), np.uint8))
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.full((20, 30, 4), 255, np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    names = ["bad.png", "rgb.png", "ell.png", "clear.png", "tiny.png"]
+    cutouts, rejects = load_cutouts([tmp_path / n for n in names], max_side=45)
+    # The good file survives the bad ones around it: cropped to its alpha, shrunk to 45 px, RGBA order.
+    assert len(cutouts) == 1 and cutouts[0].shape == (45, 30, 4) and cutouts[0].dtype == np.uint8
+    assert tuple(cutouts[0][-1, -1]) == (0, 0, 255, 255) and cutouts[0][0, -1, 3] == 0
+    reasons = dict(r.split(": ", 1) for r in (line.replace(str(tmp_path) + "/", "") for line in rejects))
+    assert reasons == {"bad.png": "not a readable image", "rgb.png": "no alpha channel, so no object outline",
+                       "clear.png": "nothing opaque (alpha < 0.5 everywhere)",
+                       "tiny.png": "30x20 is smaller than 48 px on its long side"}
+
+
+def test_scene_objects_take_the_cutouts_outline(photos: list[np.ndarray]) -> None:
+    ell = _ell()
+    for seed in range(4):
+        s = make_cutpaste_scene(seed, photos[:1], size=(128, 128), n_objects=2, cutouts=[ell])
+        assert len(s.objects) == 2
+        assert np.array_equal(s.image, np.round(alpha_over(s.layers()) * 255).astype(np.uint8))
+        for obj in s.objects:
+            x0, y0, x1, y1 = obj.bbox
+            # The object's matte is the L, scaled (aspect kept) and maybe mirrored; never a blob.
+            assert abs((x1 - x0) / (y1 - y0) - 60 / 90) < 0.1
+            solid = cv2.resize((obj.alpha[y0:y1, x0:x1] >= 0.5).astype(np.uint8), (60, 90),
+                               interpolation=cv2.INTER_NEAREST).astype(bool)
+            want = ell[..., 3] > 0
+            iou = max((solid & m).sum() / (solid | m).sum() for m in (want, want[:, ::-1]))
+            assert iou > 0.9

@@ -74,6 +74,45 @@ def load_pool(paths: Sequence[str | Path], max_side: int = 512) -> list[np.ndarr
     return pool
 
 
+def load_cutouts(paths: Sequence[str | Path], max_side: int = 256, min_side: int = 48
+                 ) -> tuple[list[np.ndarray], list[str]]:
+    """Read object cut-outs (PNGs with an alpha channel) for :func:`make_cutpaste_scene`.
+
+    Each is cropped to its alpha's bounding box and shrunk to long side <= ``max_side``.
+    Returns ``(cutouts, rejects)``: ``HxWx4 uint8`` RGBA arrays (straight colour, alpha 0..255) and,
+    for every file that cannot be used, one line ``"PATH: reason"`` (unreadable, no alpha channel,
+    nothing opaque, smaller than ``min_side`` px on its long side); a bad file loses nothing else.
+    """
+    cutouts: list[np.ndarray] = []
+    rejects: list[str] = []
+    for p in paths:
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            rejects.append(f"{p}: not a readable image")
+            continue
+        if img.ndim != 3 or img.shape[2] != 4:
+            rejects.append(f"{p}: no alpha channel, so no object outline")
+            continue
+        if img.dtype != np.uint8:
+            img = (img.astype(np.float32) * (255.0 / np.iinfo(img.dtype).max)).round().astype(np.uint8)
+        solid = img[..., 3] >= 128
+        if not solid.any():
+            rejects.append(f"{p}: nothing opaque (alpha < 0.5 everywhere)")
+            continue
+        ys, xs = np.nonzero(img[..., 3] > 0)
+        img = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        h, w = img.shape[:2]
+        if max(h, w) < min_side:
+            rejects.append(f"{p}: {w}x{h} is smaller than {min_side} px on its long side")
+            continue
+        s = max_side / max(h, w)
+        if s < 1.0:
+            img = cv2.resize(img, (max(round(w * s), 1), max(round(h * s), 1)), interpolation=cv2.INTER_AREA)
+        rgba = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+        cutouts.append(np.ascontiguousarray(rgba))
+    return cutouts, rejects
+
+
 def _view(rng: np.random.Generator, photo: np.ndarray, h: int, w: int, min_area: float) -> np.ndarray:
     """A random crop of ``photo`` (>= ``min_area`` of it, aspect of ``h:w``) resized to ``HxWx3 uint8``."""
     ph, pw = photo.shape[:2]
@@ -108,8 +147,37 @@ def _roughen(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     return out if out.sum() >= 50 else mask
 
 
+def _fit_cutout(rng: np.random.Generator, cutout: np.ndarray, blob: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Put ``cutout`` (``hxwx4 uint8``) where ``blob`` (``HxW bool``) stands: the same height (its
+    aspect kept, width clipped to the canvas), the same contact row, centred on it, mirrored half the
+    time.  Returns ``(alpha HxW float32 in [0, 1], colour HxWx3 float32 in [0, 1])`` or None when the
+    result is too small (< 50 px at alpha >= 0.5)."""
+    h, w = blob.shape
+    ys, xs = np.nonzero(blob)
+    bh = int(ys.max() - ys.min() + 1)
+    ch, cw = cutout.shape[:2]
+    s = min(bh / ch, (w - 2 * _MARGIN) / cw, (ys.max() + 1 - _MARGIN) / ch)
+    nh, nw = max(int(round(ch * s)), 1), max(int(round(cw * s)), 1)
+    interp = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR
+    small = cv2.resize(cutout, (nw, nh), interpolation=interp)
+    if rng.random() < 0.5:
+        small = small[:, ::-1]
+    y1 = int(ys.max()) + 1
+    x0 = int(np.clip(round((xs.min() + xs.max()) / 2 - nw / 2), _MARGIN, w - _MARGIN - nw))
+    y0 = y1 - nh
+    alpha = np.zeros((h, w), np.float32)
+    color = np.zeros((h, w, 3), np.float32)
+    alpha[y0:y1, x0 : x0 + nw] = small[..., 3].astype(np.float32) / 255.0
+    color[y0:y1, x0 : x0 + nw] = small[..., :3].astype(np.float32) / 255.0
+    if (alpha >= 0.5).sum() < 50:
+        return None
+    return alpha, color
+
+
 def make_cutpaste_scene(seed: int, backgrounds: Sequence[np.ndarray], textures: Sequence[np.ndarray] = (),
-                        size: tuple[int, int] = (256, 256), n_objects: int = 1, shadow_p: float = 0.75) -> Scene:
+                        size: tuple[int, int] = (256, 256), n_objects: int = 1, shadow_p: float = 0.75,
+                        cutouts: Sequence[np.ndarray] = ()) -> Scene:
     """Build the scene of ``seed``: same arguments, same arrays.
 
     Args:
@@ -118,8 +186,12 @@ def make_cutpaste_scene(seed: int, backgrounds: Sequence[np.ndarray], textures: 
             background is a random view of one of them.
         textures: more photos to cut object textures from, besides ``backgrounds``.
         size: ``(height, width)``, each at least 64.
-        n_objects: pasted objects (>= 0), back to front by ground contact, each >= 60% visible.
+        n_objects: pasted objects (>= 0), back to front by ground contact, each >= 60% visible
+            (as blobs; a cut-out put in a blob's place may cover a little more).
         shadow_p: probability that an object casts a shadow (strength 0.25..0.7).
+        cutouts: real object cut-outs, ``hxwx4 uint8`` RGBA (see :func:`load_cutouts`).  When
+            given, every object is one of them (its own outline, soft alpha and colours) standing
+            where a blob was placed; when empty, objects are textured blobs (the same scenes as before).
     Returns:
         a :class:`~add_pipeline.core.synthetic.Scene` whose ``image`` is the rounded composite
         of its layers; its background is a view of a real photo.
@@ -140,16 +212,22 @@ def make_cutpaste_scene(seed: int, backgrounds: Sequence[np.ndarray], textures: 
     squash = rng.uniform(0.2, 0.5)
     objects = []
     for mask, _contact in _place_objects(rng, h, w, horizon, n_objects):
-        mask = _roughen(rng, mask)
+        fitted = _fit_cutout(rng, cutouts[int(rng.integers(len(cutouts)))], mask) if cutouts else None
+        if fitted is not None:
+            alpha, color = _q(fitted[0]), fitted[1]
+            mask = alpha >= 0.5
+            box = bbox_of(alpha > 0)
+        else:
+            mask = _roughen(rng, mask)
+            alpha = _q(_soft_alpha(mask, rng.uniform(0.8, 5.0)))
+            box = bbox_of(alpha > 0)
+            x0, y0, x1, y1 = box
+            # A quarter of the textures come from the background's own photo (the hardest case).
+            src = pool[bg_index] if rng.random() < 0.25 else pool[int(rng.integers(len(pool)))]
+            tex = _view(rng, src, y1 - y0, x1 - x0, 0.02).astype(np.float32) / 255.0
+            color = np.zeros((h, w, 3), np.float32)
+            color[y0:y1, x0:x1] = tex
         contact_y = int(np.nonzero(mask.any(axis=1))[0].max())
-        alpha = _q(_soft_alpha(mask, rng.uniform(0.8, 5.0)))
-        box = bbox_of(alpha > 0)
-        x0, y0, x1, y1 = box
-        # A quarter of the textures come from the background's own photo (the hardest case).
-        src = pool[bg_index] if rng.random() < 0.25 else pool[int(rng.integers(len(pool)))]
-        tex = _view(rng, src, y1 - y0, x1 - x0, 0.02).astype(np.float32) / 255.0
-        color = np.zeros((h, w, 3), np.float32)
-        color[y0:y1, x0:x1] = tex
         color = harmonize(color, alpha, bg_u8, float(rng.uniform(0.0, 0.7)))
         color = _q(color * (alpha > 0)[..., None])
         if rng.random() < shadow_p:

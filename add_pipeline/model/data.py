@@ -278,18 +278,21 @@ def write_synthetic_shards(out_dir: str | Path, n: int, seed: int = 0, size: int
 
 def write_cutpaste_shards(out_dir: str | Path, n: int, backgrounds: Sequence[np.ndarray],
                           textures: Sequence[np.ndarray] = (), seed: int = 0, size: int = 256,
-                          max_objects: int = 3, shard_size: int = 64, prefix: str = "cut") -> int:
+                          max_objects: int = 3, shard_size: int = 64, prefix: str = "cut",
+                          cutouts: Sequence[np.ndarray] = (), origin: str = "cutpaste") -> int:
     """Write ``n`` exact scenes of :func:`~add_pipeline.model.cutpaste.make_cutpaste_scene` as shards.
 
-    ``backgrounds`` / ``textures``: ``HxWx3 uint8`` RGB photos (:func:`~add_pipeline.model.cutpaste.load_pool`).
-    See :func:`write_scene_shards` for the row layout and the seeds.  Returns the rows written.
+    ``backgrounds`` / ``textures``: ``HxWx3 uint8`` RGB photos (:func:`~add_pipeline.model.cutpaste.load_pool`);
+    ``cutouts``: ``hxwx4 uint8`` RGBA objects (:func:`~add_pipeline.model.cutpaste.load_cutouts`), which
+    then make every object.  See :func:`write_scene_shards` for the row layout, the seeds and ``origin``
+    (the rows' workflow).  Returns the rows written.
     """
     from add_pipeline.model.cutpaste import make_cutpaste_scene
 
     def make(scene_seed: int, n_objects: int) -> Scene:
-        return make_cutpaste_scene(scene_seed, backgrounds, textures, (size, size), n_objects)
+        return make_cutpaste_scene(scene_seed, backgrounds, textures, (size, size), n_objects, cutouts=cutouts)
 
-    return write_scene_shards(out_dir, n, make, seed, max_objects, shard_size, prefix, "cutpaste")
+    return write_scene_shards(out_dir, n, make, seed, max_objects, shard_size, prefix, origin)
 
 
 def write_scene_shards(out_dir: str | Path, n: int, make: Callable[[int, int], Scene], seed: int = 0,
