@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,30 +75,30 @@ def score_shadows(root: Path, runner: LocalToolRunner) -> dict[str, Any]:
             "found": sum(r["found"] for r in rows.values()), "count": len(rows), "empty_baseline_iou": 0.0}
 
 
-def score_composites(root: Path, workflow: Workflow, work: Path) -> dict[str, Any]:
-    """Decompose each composite with the in-process graph and score object mask and background."""
-    from add_pipeline.agents.graph import build_graph
-    from add_pipeline.agents.policy import build_policy
-    from add_pipeline.exec.sample import decompose_one
-    from add_pipeline.io.images import decode_png
-    from add_pipeline.io.inputs import InputItem
+Decomposer = Callable[[str, Path], "tuple[list[np.ndarray], list[str]] | str"]
+"""``(case name, composite path) -> (HxWx4 uint8 layers back to front, their kinds)``, or a reject reason."""
 
-    runner = LocalToolRunner(workflow)
-    graph, policy = build_graph(), build_policy(workflow.policy.name, **workflow.policy.options)
+
+def score_composites_with(root: Path, decompose: Decomposer) -> dict[str, Any]:
+    """Score any decomposer on the libcom composites under ``root / "composites"``.
+
+    Per case: the best object layer's soft IoU with the pasted object's mask, and the background
+    layer's RGB L1 (0..1) inside that mask against the true background, next to the composite
+    itself as background (the baseline); the ground truth is resized to the layers' size.
+    """
     rows: dict[str, Any] = {}
     for case in sorted(p for p in (root / "composites").iterdir() if p.is_dir()):
         src = _first(case, "composite")
-        outcome = decompose_one(InputItem(case.name, str(src)), graph, workflow, runner, policy, workflow.name)
-        if outcome.row is None:
-            rows[case.name] = {"rejected": outcome.reject["reason"] if outcome.reject else "?"}
+        got = decompose(case.name, src)
+        if isinstance(got, str):
+            rows[case.name] = {"rejected": got}
             continue
-        layers = [decode_png(lay["image"]["bytes"]) for lay in outcome.row["layers"]]
+        layers, kinds = got
         h, w = layers[0].shape[:2]
         size = (w, h)
         gt_mask = cv2.resize(_read(_first(case, "composite_mask"), gray=True), size, cv2.INTER_NEAREST) > 127
         gt_bg = cv2.resize(_read(_first(case, "background")), size, interpolation=cv2.INTER_AREA).astype(np.float32)
         comp = cv2.resize(_read(src), size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        kinds = [lay["kind"] for lay in outcome.row["layers"]]
         ious = [soft_iou(lay[..., 3] / 255.0, gt_mask.astype(np.float32))
                 for lay, k in zip(layers, kinds) if k == "object"]
         bg = layers[0][..., :3].astype(np.float32)
@@ -110,6 +111,27 @@ def score_composites(root: Path, workflow: Workflow, work: Path) -> dict[str, An
     summary = {k: float(np.mean([r[k] for r in done])) for k in
                ("object_iou", "bg_l1_in_mask", "composite_as_bg_l1_in_mask")} if done else {}
     return {"cases": rows, "mean": summary, "count": len(rows), "decomposed": len(done)}
+
+
+def score_composites(root: Path, workflow: Workflow, work: Path) -> dict[str, Any]:
+    """Decompose each composite with the in-process graph and score it (:func:`score_composites_with`)."""
+    from add_pipeline.agents.graph import build_graph
+    from add_pipeline.agents.policy import build_policy
+    from add_pipeline.exec.sample import decompose_one
+    from add_pipeline.io.images import decode_png
+    from add_pipeline.io.inputs import InputItem
+
+    runner = LocalToolRunner(workflow)
+    graph, policy = build_graph(), build_policy(workflow.policy.name, **workflow.policy.options)
+
+    def pipeline(name: str, src: Path) -> tuple[list[np.ndarray], list[str]] | str:
+        outcome = decompose_one(InputItem(name, str(src)), graph, workflow, runner, policy, workflow.name)
+        if outcome.row is None:
+            return outcome.reject["reason"] if outcome.reject else "?"
+        return ([decode_png(lay["image"]["bytes"]) for lay in outcome.row["layers"]],
+                [lay["kind"] for lay in outcome.row["layers"]])
+
+    return score_composites_with(root, pipeline)
 
 
 def score_real(root: Path, workflow: Workflow, work: Path) -> dict[str, Any]:
