@@ -49,6 +49,8 @@ model: $(STAMP)
 	$(BIN)/python bench/model_runs.py export
 	$(MAKE) eval-model
 
+# eval-model also scores on the validation held out by photo: built on first use from Debian's
+# mate-backgrounds (apt-get download, nothing installed) by the pipeline, a few minutes.
 eval-model: $(STAMP)
 	test -d bench/work/eval/pipeline || $(MAKE) eval
 	$(BIN)/python bench/eval_model.py

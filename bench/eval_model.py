@@ -5,6 +5,11 @@ Writes ``bench/results/model.md`` and ``.json``: RGB L1 and Alpha IoU at 0..5 me
 protocol), shadow-matte IoU, boundary error (alpha SAD in a 10 px band around the true edges),
 and model inference time per image at 256 and 512 px on this CPU (median of 5).
 Needs ``make eval`` (the split and the pipeline's predictions) and ``bench/model_runs.py train``.
+
+Two more comparisons of the same models and the pipeline, neither used to train or choose anything
+on the benchmark: the validation held out *by photo* (compositions of photos no run trains on,
+``bench/model_runs.py heldout``), and the real cut-and-paste composites of
+``../shared/data/groundtruth/composites`` (libcom: a real object pasted on a real photo).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "work" / "synth"
 PIPELINE = ROOT / "bench" / "work" / "eval" / "pipeline"
 RUNS = ROOT / "bench" / "work" / "model" / "runs"
+GROUNDTRUTH = ROOT.parent / "shared" / "data" / "groundtruth"
 
 
 def timing(source: str | Path, inference: dict | None = None) -> dict[str, float]:
@@ -124,6 +130,84 @@ def finetune_report() -> None:
     print("\n".join(lines))
 
 
+def experiments_report() -> None:
+    """``bench/results/model-experiments.md``: the recipes of ``model_runs.py experiment`` against the
+    shipped one, on the benchmark, the validation held out by photo and the libcom composites, each
+    run with its own settings calibrated on held-out training compositions (as the recipe does)."""
+    from model_runs import EXPERIMENTS, calibrated, heldout  # bench/ is on sys.path
+
+    runs = ["full", *(n for n in EXPERIMENTS if (RUNS / n / "ckpt.pt").exists() and calibrated(n))]
+    names = list(SEED_METRICS)
+    lines = ["# Experiments, not shipped: recipes tried against the shipped one", "",
+             "`python bench/model_runs.py experiment` (seed 0, otherwise the full recipe): `wide-full`, a network "
+             "1.5x as wide (1.0 M parameters); `stamps-full`, 1800 scenes of Tux Paint's photographed objects "
+             "(`data --n-stamps 1800`) added to the training data. `full` is the shipped run.", ""]
+    for title, data in {"benchmark": BENCH, "held out by photo": heldout()}.items():
+        lines += [f"## {title}", "", "| run | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for run in runs:
+            r = eval_model(RUNS / run, data, inference=calibrated(run))
+            lines.append(f"| {run} | " + " | ".join(f"{f(r):.4f}" for f in SEED_METRICS.values()) + " |")
+        lines.append("")
+    if (GROUNDTRUTH / "composites").is_dir():
+        models = {run: (RUNS / run, calibrated(run)) for run in runs}
+        lines += ["## Real cut-and-paste composites (libcom)", "", *composites_table(composite_reports(models)), ""]
+    (ROOT / "bench" / "results" / "model-experiments.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def heldout_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[str, dict[str, Any]]:
+    """The models and the decompose pipeline on the validation held out by photo (LayerD protocol)."""
+    from model_runs import heldout  # bench/ is on sys.path
+    from run_eval import baselines, composed_inputs
+
+    from add_pipeline.exec.run import RunOptions, run
+
+    data = heldout()
+    reports = {name: eval_model(src, data, inference=inference) for name, (src, inference) in models.items()}
+    work = ROOT / "bench" / "work" / "eval" / "heldout"
+    pred = work / "pipeline"
+    run(RunOptions(input=str(composed_inputs(data, work)), out=pred, workflow="cpu-default", progress=False, seed=3))
+    gt, decomposed = read_stacks(data), read_stacks(pred)
+    trivial = baselines(data)
+    single = trivial["single layer (image)"]
+    reports["decompose pipeline (cpu-default)"] = evaluate_stacks(
+        {sid: decomposed.get(sid, single[sid]) for sid in single}, {sid: gt[sid] for sid in single})
+    reports["single layer (image)"] = evaluate_stacks(single, {sid: gt[sid] for sid in single})
+    return reports
+
+
+def composite_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[str, dict[str, Any]]:
+    """The models and the decompose pipeline on the real libcom composites (512 px working size, as
+    ``liwi decompose``): best object layer's IoU with the pasted mask, background L1 inside it."""
+    from add_pipeline.core.config import load_workflow
+    from add_pipeline.eval.real import score_composites, score_composites_with
+    from add_pipeline.io.images import load_image
+
+    out = {}
+    for name, (src, inference) in models.items():
+        model = load_model(src)
+        if inference:
+            model.train_config = model.train_config.with_inference(**inference)
+
+        def decompose(case: str, path: Path, model: Any = model) -> tuple[list[np.ndarray], list[str]]:
+            layers = decompose_image(model, load_image(path, working_size=512).rgb)
+            return [lay.rgba for lay in layers], [lay.kind for lay in layers]
+
+        out[name] = score_composites_with(GROUNDTRUTH, decompose)
+    out["decompose pipeline (cpu-default)"] = score_composites(GROUNDTRUTH, load_workflow("cpu-default"),
+                                                               ROOT / "bench" / "work" / "eval" / "real")
+    return out
+
+
+def composites_table(res: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| method | decomposed | object IoU ↑ | background L1 in the pasted region ↓ |", "|---|---|---|---|"]
+    for name, r in res.items():
+        m = r["mean"]
+        lines.append(f"| {name} | {r['decomposed']}/{r['count']} | {m['object_iou']:.3f} | {m['bg_l1_in_mask']:.3f} |")
+    base = next(iter(res.values()))["mean"]["composite_as_bg_l1_in_mask"]
+    return [*lines, "", f"The composite itself as background: background L1 in the pasted region {base:.3f}."]
+
+
 def main() -> None:
     gt = read_stacks(BENCH)
     ids = sorted(gt)
@@ -154,11 +238,15 @@ def main() -> None:
     reports["decompose pipeline (cpu-default)"] = evaluate_stacks(pipeline, {s: gt[s] for s in ids})
     for name, stacks in trivial.items():
         reports[name] = evaluate_stacks(stacks, {s: gt[s] for s in ids})
+    held = heldout_reports(models)
+    real = composite_reports(models) if (GROUNDTRUTH / "composites").is_dir() else {}
     summary = {n: {k: v for k, v in r.items() if k != "samples"} for n, r in reports.items()}
     out = ROOT / "bench" / "results"
     seeds = {recipe: {seed: {k: v for k, v in r.items() if k != "samples"} for seed, r in reports_.items()}
              for recipe, reports_ in by_seed.items()}
-    (out / "model.json").write_text(json.dumps({"methods": summary, "inference_s": times, "seeds": seeds},
+    held_summary = {n: {k: v for k, v in r.items() if k != "samples"} for n, r in held.items()}
+    (out / "model.json").write_text(json.dumps({"methods": summary, "inference_s": times, "seeds": seeds,
+                                                "heldout": held_summary, "composites": real},
                                                indent=2, default=float))
     lines = [f"# Bundled model vs ablations, pipeline and baselines ({len(ids)} held-out composed samples)", "",
              to_markdown(reports), "",
@@ -176,6 +264,15 @@ def main() -> None:
     lines += ["", "Inference settings (calibrated on held-out training compositions, bench/model_runs.py calibrate): " +
               "; ".join(f"{n}: " + ", ".join(f"{k} {getattr(c, k)}" for k in INFERENCE_FIELDS)
                         for n, c in settings.items())]
+    lines += ["", "## Held out by photo", "",
+              "The same models and the pipeline on the validation held out by photo (48 compositions of the "
+              "assets the pipeline curates from 12 photos that neither training nor the benchmark uses; "
+              "`bench/model_runs.py heldout`):", "", to_markdown(held)]
+    if real:
+        lines += ["", "## Real cut-and-paste composites", "",
+                  f"The {next(iter(real.values()))['count']} libcom composites of `../shared/data/groundtruth` "
+                  "(a real object pasted on a real photo; the ground truth is the paste, not the pipeline):", "",
+                  *composites_table(real)]
     if any(len(v) > 1 for v in by_seed.values()):
         lines += ["", "## Seeds", "",
                   "The three recipes under every seed trained (seed 0 is the table above), each with its own "
@@ -189,5 +286,7 @@ if __name__ == "__main__":
 
     if "--finetuned" in sys.argv[1:]:
         finetune_report()
+    elif "--experiments" in sys.argv[1:]:
+        experiments_report()
     else:
         main()

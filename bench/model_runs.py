@@ -1,23 +1,31 @@
 """Reproduce the bundled model: training data, three training runs, export, and the comparison.
 
     python bench/model_runs.py data     # training shards (never from the benchmark's photos)
+    python bench/model_runs.py heldout  # the validation held out by photo (Debian's mate-backgrounds)
     python bench/model_runs.py train    # full model + two ablations, in parallel, 1 thread each
     python bench/model_runs.py calibrate  # inference settings per run, on held-out *training* compositions
+    python bench/model_runs.py calibrate --on heldout  # ... or on the validation held out by photo
     python bench/model_runs.py export   # the full run's weights -> add_pipeline/model/bundled/model.pt
     python bench/model_runs.py eval     # bench/results/model.md + .json (make eval-model)
     python bench/model_runs.py train --seeds 1 2   # the same runs under other seeds (runs/NAME-sS)
     python bench/model_runs.py finetune # experiment: runs/NAME -> runs/NAME-ft on compositions alone
+    python bench/model_runs.py data --n-stamps 1800  # + scenes of real cut-out objects (for experiment)
+    python bench/model_runs.py experiment  # recipes tried against the shipped one (runs/wide-full, stamps-full)
 
 Training data: (1) ``make_scene`` synthetic scenes, (2) compositions of assets curated from the
 in-the-wild photos of ``../shared/data/photos`` *minus* the seven bundled photos the benchmark split
 (``liwi synth``) is built from, so the benchmark stays held out, and (3) cut-and-paste scenes
 (:mod:`add_pipeline.model.cutpaste`): views of those same photos as backgrounds, textures cut from
 them and from the sample images that scikit-image and matplotlib install (none of the seven).
+The experiment ``--n-stamps`` adds (4): the same backgrounds with Tux Paint's photographed objects
+(Debian's ``tuxpaint-stamps-default``) pasted on them; not in the recipe (it did not help).
 
 Calibration: the inference settings (``alpha_floor`` and ``min_area`` on a grid, then ``shadow_floor``,
 then ``presence_threshold``, then whether to average with the mirrored photo, ``flip_tta``) are chosen
-per run on the compositions that training held out (its eval split), by the LayerD pair cost
-``(RGB L1 + 1 - Alpha IoU) / 2`` before merges; never on the benchmark.
+per run on the compositions that training held out (its eval split), or with ``--on heldout`` on
+compositions of photos no run trains on, by the LayerD pair cost ``(RGB L1 + 1 - Alpha IoU) / 2``
+before merges; never on the benchmark.  The Debian packages are fetched with ``apt-get download``
+and unpacked under ``bench/work/model/debian`` (nothing is installed).
 """
 
 from __future__ import annotations
@@ -55,7 +63,63 @@ def texture_paths() -> list[Path]:
     return [roots[k] / name for k, names in TEXTURES.items() for name in names]
 
 
-def data(n_compose: int, n_synthetic: int, n_cutpaste: int) -> list[Path]:
+STAMPS_PACKAGE = "tuxpaint-stamps-default"
+"""Debian's Tux Paint stamps (GPL-2): some 400 real objects, mostly photographs, cut out with soft alpha."""
+HELDOUT_PACKAGE = "mate-backgrounds"
+"""Debian's MATE backgrounds: its 12 nature photographs are the photos of the held-out validation."""
+
+
+def debian_package(package: str) -> Path:
+    """Unpack Debian ``package`` once under ``WORK/debian/PACKAGE`` and return that folder.
+
+    ``apt-get download`` fetches the .deb into ``WORK/debian`` (nothing is installed) and
+    ``dpkg-deb -x`` unpacks it.
+    """
+    root = WORK / "debian" / package
+    if not root.is_dir():
+        debs = WORK / "debian"
+        debs.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
+        found = sorted(debs.glob(f"{package}_*.deb"))
+        if got.returncode != 0 or not found:
+            raise SystemExit(f"apt-get download {package} failed (run `apt-get update` first?):\n{got.stderr}")
+        subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(root)], check=True)
+    return root
+
+
+def stamp_paths() -> list[Path]:
+    """The photographic Tux Paint stamps (PNG with alpha): cartoons, symbols (letters, money,
+    shapes) and the mirrored duplicates are left out, so the objects look like photographed things."""
+    stamps = debian_package(STAMPS_PACKAGE) / "usr" / "share" / "tuxpaint" / "stamps"
+    skip = ("cartoon", "symbols", "_mirror", "_flip")
+    return sorted(p for p in stamps.rglob("*.png") if not any(k in str(p.relative_to(stamps)) for k in skip))
+
+
+def heldout(n: int = 48) -> Path:
+    """The validation held out *by photo*: ``n`` compositions (``liwi compose``, seed 3) of the assets
+    the pipeline curates from the 12 nature photographs of Debian's ``mate-backgrounds``, which
+    neither training nor the benchmark uses.  Built once under ``WORK/data/heldout``."""
+    from add_pipeline.compose.curate import curate
+    from add_pipeline.compose.job import compose
+    from add_pipeline.exec.run import RunOptions, run
+
+    base = WORK / "data" / "heldout"
+    out = base / "composed"
+    if (out / "stats.json").exists():
+        return out
+    nature = debian_package(HELDOUT_PACKAGE) / "usr" / "share" / "backgrounds" / "mate" / "nature"
+    photos = sorted(nature.glob("*.jpg"))
+    manifest = base / "photos.jsonl"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("".join(json.dumps({"source": str(p), "id": p.name}) + "\n" for p in photos))
+    if not (base / "assets").is_dir():
+        run(RunOptions(input=str(manifest), out=base / "decomposed", progress=False, seed=1))
+        curate(base / "decomposed", base / "assets")
+    compose(base / "assets", out, n=n, seed=3, progress=False)
+    return out
+
+
+def data(n_compose: int, n_synthetic: int, n_cutpaste: int, n_stamps: int) -> list[Path]:
     from add_pipeline.compose.curate import curate
     from add_pipeline.compose.job import compose
     from add_pipeline.exec.run import RunOptions, run
@@ -84,6 +148,16 @@ def data(n_compose: int, n_synthetic: int, n_cutpaste: int) -> list[Path]:
         cut = WORK / "data" / "cutpaste"
         write_cutpaste_shards(cut, n_cutpaste, load_pool(photos), load_pool(texture_paths()), seed=1, size=256)
         dirs.append(cut)
+        if n_stamps:
+            from add_pipeline.model.cutpaste import load_cutouts
+
+            cutouts, rejects = load_cutouts(stamp_paths())
+            (WORK / "data" / "stamps-rejects.txt").write_text("".join(r + "\n" for r in rejects))
+            print(f"stamps: {len(cutouts)} cut-outs, {len(rejects)} left out (data/stamps-rejects.txt)")
+            stamps = WORK / "data" / "stamps"
+            write_cutpaste_shards(stamps, n_stamps, load_pool(photos), seed=1, size=256, prefix="stamp",
+                                  cutouts=cutouts, origin="stamps")
+            dirs.append(stamps)
     (WORK / "data" / "dirs.json").write_text(json.dumps([str(d) for d in dirs], indent=2))
     return dirs
 
@@ -106,6 +180,29 @@ def finetune(names: list[str]) -> None:
         cfg = TrainConfig.from_dict(json.loads((src / "config.json").read_text()))
         runs[f"{name}-ft"] = cfg.with_overrides(**FINETUNE, init=str(src)).to_dict()
     launch(runs, [str(WORK / "data" / "composed")])
+
+
+EXPERIMENTS: dict[str, tuple[dict, bool]] = {
+    "wide-full": ({"threads": 2, "model": {"widths": [24, 48, 72, 96, 144], "head_width": 24}}, False),
+    "stamps-full": ({"threads": 2}, True),
+}
+"""Recipes tried against the shipped one (``experiment``): the full recipe with a network 1.5x as wide
+(1.0 M parameters), and with the Tux Paint cut-out scenes added to the data (``data --n-stamps``)."""
+
+
+def experiment(names: list[str]) -> None:
+    """Train the :data:`EXPERIMENTS` ``names`` into ``runs/NAME`` (seed 0, otherwise the full recipe)."""
+    base = [d for d in json.loads((WORK / "data" / "dirs.json").read_text()) if not d.endswith("/stamps")]
+    stamps = WORK / "data" / "stamps"
+    runs, dirs = {}, {}
+    for name in names:
+        overrides, with_stamps = EXPERIMENTS[name]
+        if with_stamps and not (stamps / "_commits").is_dir():
+            raise SystemExit(f"{name} needs the cut-out scenes: python bench/model_runs.py data --n-stamps 1800")
+        runs[name] = {**BASE, "seed": 0, **overrides}
+        dirs[name] = [*base, str(stamps)] if with_stamps else base
+    for name in names:  # one at a time: each uses both cores
+        launch({name: runs[name]}, dirs[name])
 
 
 def run_name(name: str, seed: int) -> str:
@@ -138,7 +235,14 @@ def launch(runs: dict[str, dict], data_dirs: list[str]) -> None:
         print(f"{name}: exit {p.wait()} after {time.time() - t0:.0f}s", flush=True)
 
 
-CALIBRATION = WORK / "calibration.json"
+VALIDATIONS = ("heldout", "training")
+"""Where inference settings are calibrated: ``heldout`` (compositions of photos no run trains on,
+:func:`heldout`) or ``training`` (held-out compositions of the training photos, :func:`validation`)."""
+
+
+def calibration_file(on: str) -> Path:
+    """The calibrated settings of every run on validation ``on`` (one of :data:`VALIDATIONS`)."""
+    return WORK / ("calibration.json" if on == "training" else f"calibration-{on}.json")
 SHADOW_FLOORS = (0.05, 0.1, 0.2)
 PRESENCE = (0.2, 0.05)
 GRID = [{"alpha_floor": f, "min_area": a} for f in (0.02, 0.1, 0.25, 0.4) for a in (0.0005, 0.003, 0.01)]
@@ -166,10 +270,10 @@ def validation(n: int = 48) -> Path:
     return val
 
 
-def _calibrate_one(name: str) -> dict:
+def _calibrate_one(name: str, on: str) -> dict:
     from add_pipeline.model.cli import eval_model
 
-    val = validation()
+    val = heldout() if on == "heldout" else validation()
     grid = []
 
     def score(settings: dict) -> dict:
@@ -201,25 +305,28 @@ def _calibrate_one(name: str) -> dict:
     return {"best": best(), "grid": grid}
 
 
-def calibrate(names: list[str]) -> None:
-    """Calibrate the runs (folder names under ``runs/``), two at a time."""
+def calibrate(names: list[str], on: str) -> None:
+    """Calibrate the runs (folder names under ``runs/``) on validation ``on``, two at a time."""
     from concurrent.futures import ProcessPoolExecutor
 
-    validation()
+    heldout() if on == "heldout" else validation()  # built once, before the workers read it
     with ProcessPoolExecutor(2) as pool:
-        found = dict(zip(names, pool.map(_calibrate_one, names)))
-    if CALIBRATION.exists():  # runs calibrated earlier keep their settings
-        found = {**json.loads(CALIBRATION.read_text()), **found}
-    CALIBRATION.write_text(json.dumps(found, indent=2))
-    (ROOT / "bench" / "results" / "model_calibration.json").write_text(json.dumps(found, indent=2))  # the record
+        found = dict(zip(names, pool.map(_calibrate_one, names, [on] * len(names))))
+    path = calibration_file(on)
+    if path.exists():  # runs calibrated earlier keep their settings
+        found = {**json.loads(path.read_text()), **found}
+    path.write_text(json.dumps(found, indent=2))
+    record = ROOT / "bench" / "results" / path.name.replace("calibration", "model_calibration")
+    record.write_text(json.dumps(found, indent=2))
     print(json.dumps({k: v["best"] for k, v in found.items()}, indent=2))
 
 
-def calibrated(name: str) -> dict | None:
-    """The calibrated inference settings of run ``name`` (None before ``calibrate``)."""
-    if not CALIBRATION.exists():
+def calibrated(name: str, on: str = "training") -> dict | None:
+    """The inference settings of run ``name`` calibrated on validation ``on`` (None before ``calibrate``)."""
+    path = calibration_file(on)
+    if not path.exists():
         return None
-    return json.loads(CALIBRATION.read_text()).get(name, {}).get("best")
+    return json.loads(path.read_text()).get(name, {}).get("best")
 
 
 def export() -> None:
@@ -232,23 +339,33 @@ def export() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["data", "train", "calibrate", "export", "eval", "finetune"])
+    ap.add_argument("what", choices=["data", "heldout", "train", "calibrate", "export", "eval", "finetune",
+                                     "experiment"])
     ap.add_argument("--steps", type=int, default=BASE["steps"])
     ap.add_argument("--n-compose", type=int, default=1200)
     ap.add_argument("--n-synthetic", type=int, default=600)
     ap.add_argument("--n-cutpaste", type=int, default=1800)
+    ap.add_argument("--n-stamps", type=int, default=0,
+                    help="scenes of Tux Paint cut-out objects (an experiment, not in the recipe: 1800 were tried)")
     ap.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
                     help="train / calibrate: which runs (default all)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
                     help="train / calibrate: seeds of each run (seed s > 0 trains into runs/NAME-sS)")
     ap.add_argument("--finetuned", action="store_true", help="calibrate: the runs/NAME-ft runs of finetune")
+    ap.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
+                    help="experiment: which recipes to train")
+    ap.add_argument("--on", choices=VALIDATIONS, default="training", help="calibrate: on which validation set")
     args = ap.parse_args()
     if args.what == "data":
-        print(data(args.n_compose, args.n_synthetic, args.n_cutpaste))
+        print(data(args.n_compose, args.n_synthetic, args.n_cutpaste, args.n_stamps))
+    elif args.what == "heldout":
+        print(heldout())
     elif args.what == "train":
         train(args.steps, args.runs, args.seeds)
     elif args.what == "calibrate":
-        calibrate([run_name(n, s) + ("-ft" if args.finetuned else "") for s in args.seeds for n in args.runs])
+        calibrate([run_name(n, s) + ("-ft" if args.finetuned else "") for s in args.seeds for n in args.runs], args.on)
+    elif args.what == "experiment":
+        experiment(args.experiments)
     elif args.what == "finetune":
         finetune(args.runs)
     elif args.what == "export":
