@@ -104,28 +104,35 @@ def seed_tables(by_seed: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def runs_table(runs: list[str], data: Path) -> list[str]:
+    """Markdown rows of :data:`SEED_METRICS` for run folders ``runs`` on ``data``, each run with its
+    settings calibrated on held-out training compositions."""
+    from model_runs import calibrated  # bench/ is on sys.path
+
+    names = list(SEED_METRICS)
+    lines = ["| run | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for run in runs:
+        r = eval_model(RUNS / run, data, inference=calibrated(run))
+        lines.append(f"| {run} | " + " | ".join(f"{f(r):.4f}" for f in SEED_METRICS.values()) + " |")
+    return lines
+
+
 def finetune_report() -> None:
     """``bench/results/model-finetune.md``: each run before and after ``model_runs.py finetune``.
 
     Scored on the held-out training compositions (where the settings are calibrated) and on the
     benchmark, each run with its own calibrated settings.
     """
-    from model_runs import FINETUNE, calibrated, validation  # bench/ is on sys.path
+    from model_runs import FINETUNE, validation  # bench/ is on sys.path
 
     sets = {"held-out training compositions": validation(), "benchmark": BENCH}
-    names = list(SEED_METRICS)
     lines = ["# Experiment, not shipped: fine-tuning on the training compositions alone", "",
              f"Each run of the recipe continued for {FINETUNE['steps']} steps (lr {FINETUNE['lr']}, "
              f"{FINETUNE['warmup']} warm-up steps) on the training",
              "compositions only (`python bench/model_runs.py finetune`, which runs `liwi train --init`):",
              "the compositions come from the same generator as the benchmark, but from other photos.", ""]
     for title, data in sets.items():
-        lines += [f"## {title}", "", "| run | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for recipe in RECIPES:
-            for run in (recipe, f"{recipe}-ft"):
-                r = eval_model(RUNS / run, data, inference=calibrated(run))
-                lines.append(f"| {run} | " + " | ".join(f"{f(r):.4f}" for f in SEED_METRICS.values()) + " |")
-        lines.append("")
+        lines += [f"## {title}", "", *runs_table([r for recipe in RECIPES for r in (recipe, f"{recipe}-ft")], data), ""]
     (ROOT / "bench" / "results" / "model-finetune.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
@@ -137,17 +144,12 @@ def experiments_report() -> None:
     from model_runs import EXPERIMENTS, calibrated, heldout  # bench/ is on sys.path
 
     runs = ["full", *(n for n in EXPERIMENTS if (RUNS / n / "ckpt.pt").exists() and calibrated(n))]
-    names = list(SEED_METRICS)
     lines = ["# Experiments, not shipped: recipes tried against the shipped one", "",
              "`python bench/model_runs.py experiment` (seed 0, otherwise the full recipe): `wide-full`, a network "
              "1.5x as wide (1.0 M parameters); `stamps-full`, 1800 scenes of Tux Paint's photographed objects "
              "(`data --n-stamps 1800`) added to the training data. `full` is the shipped run.", ""]
     for title, data in {"benchmark": BENCH, "held out by photo": heldout()}.items():
-        lines += [f"## {title}", "", "| run | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for run in runs:
-            r = eval_model(RUNS / run, data, inference=calibrated(run))
-            lines.append(f"| {run} | " + " | ".join(f"{f(r):.4f}" for f in SEED_METRICS.values()) + " |")
-        lines.append("")
+        lines += [f"## {title}", "", *runs_table(runs, data), ""]
     if (GROUNDTRUTH / "composites").is_dir():
         models = {run: (RUNS / run, calibrated(run)) for run in runs}
         lines += ["## Real cut-and-paste composites (libcom)", "", *composites_table(composite_reports(models)), ""]
@@ -158,20 +160,14 @@ def experiments_report() -> None:
 def heldout_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[str, dict[str, Any]]:
     """The models and the decompose pipeline on the validation held out by photo (LayerD protocol)."""
     from model_runs import heldout  # bench/ is on sys.path
-    from run_eval import baselines, composed_inputs
-
-    from add_pipeline.exec.run import RunOptions, run
+    from run_eval import baselines, pipeline_stacks
 
     data = heldout()
     reports = {name: eval_model(src, data, inference=inference) for name, (src, inference) in models.items()}
-    work = ROOT / "bench" / "work" / "eval" / "heldout"
-    pred = work / "pipeline"
-    run(RunOptions(input=str(composed_inputs(data, work)), out=pred, workflow="cpu-default", progress=False, seed=3))
-    gt, decomposed = read_stacks(data), read_stacks(pred)
-    trivial = baselines(data)
-    single = trivial["single layer (image)"]
-    reports["decompose pipeline (cpu-default)"] = evaluate_stacks(
-        {sid: decomposed.get(sid, single[sid]) for sid in single}, {sid: gt[sid] for sid in single})
+    pipeline, _ = pipeline_stacks(data, ROOT / "bench" / "work" / "eval" / "heldout", seed=3)
+    gt = read_stacks(data)
+    reports["decompose pipeline (cpu-default)"] = evaluate_stacks(pipeline, {sid: gt[sid] for sid in pipeline})
+    single = baselines(data)["single layer (image)"]
     reports["single layer (image)"] = evaluate_stacks(single, {sid: gt[sid] for sid in single})
     return reports
 

@@ -68,6 +68,19 @@ def baselines(bench: Path) -> dict[str, dict[str, list[EvalLayer]]]:
     return {"single layer (image)": single, "background = image, empty objects": empty}
 
 
+def pipeline_stacks(bench: Path, work: Path, seed: int, workers: int | None = None
+                    ) -> tuple[dict[str, list[EvalLayer]], list[str]]:
+    """Decompose the benchmark's composed images with ``cpu-default`` into ``work/pipeline``
+    (resumable) and return ``({sample id: stack}, rejected ids)``: a photo the pipeline rejects still
+    needs an answer, so it gets the whole image as one layer."""
+    run(RunOptions(input=str(composed_inputs(bench, work)), out=work / "pipeline", workflow="cpu-default",
+                   workers=workers, progress=False, seed=seed))
+    decomposed = read_stacks(work / "pipeline")
+    single = baselines(bench)["single layer (image)"]
+    return ({sid: decomposed.get(sid, single[sid]) for sid in single},
+            sorted(set(single) - set(decomposed)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench", type=Path, default=ROOT / "bench" / "work" / "synth")
@@ -79,17 +92,10 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     split = synth(args.bench, n=args.n, seed=args.seed, workers=args.workers, progress=False)
-    manifest = composed_inputs(args.bench, args.work)
-    pred = args.work / "pipeline"
-    run(RunOptions(input=str(manifest), out=pred, workflow="cpu-default", workers=args.workers, progress=False,
-                   seed=args.seed))
+    pipeline, missing = pipeline_stacks(args.bench, args.work, args.seed, args.workers)
     gt = read_stacks(args.bench)
     trivial = baselines(args.bench)
-    # A photo the pipeline rejects still needs an answer: it gets the whole image as one layer.
-    decomposed = read_stacks(pred)
     single = trivial["single layer (image)"]
-    pipeline = {sid: decomposed[sid] if sid in decomposed else single[sid] for sid in single}
-    missing = sorted(set(single) - set(decomposed))
     reports = {"decompose pipeline (cpu-default)": evaluate_stacks(pipeline, {sid: gt[sid] for sid in pipeline})}
     for name, stacks in trivial.items():
         reports[name] = evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks})
