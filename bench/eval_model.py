@@ -147,7 +147,8 @@ def experiments_report() -> None:
     lines = ["# Experiments, not shipped: recipes tried against the shipped one", "",
              "`python bench/model_runs.py experiment` (seed 0, otherwise the full recipe): `wide-full`, a network "
              "1.5x as wide (1.0 M parameters); `stamps-full`, 1800 scenes of Tux Paint's photographed objects "
-             "(`data --n-stamps 1800`) added to the training data. `full` is the shipped run.", ""]
+             "(`data --n-stamps 1800`) added to the training data; `no-shadow-jaccard-full`, without the shadows' "
+             "soft-Jaccard loss. `full` is the shipped run.", ""]
     for title, data in {"benchmark": BENCH, "held out by photo": heldout()}.items():
         lines += [f"## {title}", "", *runs_table(runs, data), ""]
     if (GROUNDTRUTH / "composites").is_dir():
