@@ -95,34 +95,37 @@ def stamp_paths() -> list[Path]:
     return sorted(p for p in stamps.rglob("*.png") if not any(k in str(p.relative_to(stamps)) for k in skip))
 
 
-def heldout(n: int = 48) -> Path:
-    """The validation held out *by photo*: ``n`` compositions (``liwi compose``, seed 3) of the assets
-    the pipeline curates from the 12 nature photographs of Debian's ``mate-backgrounds``, which
-    neither training nor the benchmark uses.  Built once under ``WORK/data/heldout``."""
+def compositions(photos: list[Path], manifest: Path, decomposed: Path, assets: Path, out: Path, n: int,
+                 seed: int) -> Path:
+    """Photos -> the pipeline (``decomposed``, seed 1) -> curated ``assets`` (once; later calls only
+    add compositions) -> ``n`` compositions (``liwi compose``, ``seed``) in ``out``, which is returned."""
     from add_pipeline.compose.curate import curate
     from add_pipeline.compose.job import compose
     from add_pipeline.exec.run import RunOptions, run
 
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("".join(json.dumps({"source": str(p), "id": p.name}) + "\n" for p in photos))
+    if not assets.is_dir():
+        run(RunOptions(input=str(manifest), out=decomposed, progress=False, seed=1))
+        curate(decomposed, assets)
+    compose(assets, out, n=n, seed=seed, progress=False)
+    return out
+
+
+def heldout(n: int = 48) -> Path:
+    """The validation held out *by photo*: ``n`` compositions (``liwi compose``, seed 3) of the assets
+    the pipeline curates from the 12 nature photographs of Debian's ``mate-backgrounds``, which
+    neither training nor the benchmark uses.  Built once under ``WORK/data/heldout``."""
     base = WORK / "data" / "heldout"
     out = base / "composed"
     if (out / "stats.json").exists():
         return out
     nature = debian_package(HELDOUT_PACKAGE) / "usr" / "share" / "backgrounds" / "mate" / "nature"
-    photos = sorted(nature.glob("*.jpg"))
-    manifest = base / "photos.jsonl"
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text("".join(json.dumps({"source": str(p), "id": p.name}) + "\n" for p in photos))
-    if not (base / "assets").is_dir():
-        run(RunOptions(input=str(manifest), out=base / "decomposed", progress=False, seed=1))
-        curate(base / "decomposed", base / "assets")
-    compose(base / "assets", out, n=n, seed=3, progress=False)
-    return out
+    return compositions(sorted(nature.glob("*.jpg")), base / "photos.jsonl", base / "decomposed", base / "assets",
+                        out, n, seed=3)
 
 
 def data(n_compose: int, n_synthetic: int, n_cutpaste: int, n_stamps: int) -> list[Path]:
-    from add_pipeline.compose.curate import curate
-    from add_pipeline.compose.job import compose
-    from add_pipeline.exec.run import RunOptions, run
     from add_pipeline.model.data import write_synthetic_shards
 
     dirs = []
@@ -132,21 +135,15 @@ def data(n_compose: int, n_synthetic: int, n_cutpaste: int, n_stamps: int) -> li
     dirs.append(syn)
     photos = sorted(p for p in PHOTOS.glob("*.jpg") if p.stem not in BUNDLED_PHOTOS) if PHOTOS.is_dir() else []
     if photos:
-        manifest = WORK / "data" / "photos.jsonl"
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        manifest.write_text("".join(json.dumps({"source": str(p), "id": p.name}) + "\n" for p in photos))
-        src = WORK / "data" / "photos-decomposed"
-        if not (WORK / "data" / "assets").is_dir():  # curated once; later data steps only add shards
-            run(RunOptions(input=str(manifest), out=src, progress=False, seed=1))
-            curate(src, WORK / "data" / "assets")
-        composed = WORK / "data" / "composed"
-        compose(WORK / "data" / "assets", composed, n=n_compose, seed=1, progress=False)
-        dirs.append(composed)
+        d = WORK / "data"
+        dirs.append(compositions(photos, d / "photos.jsonl", d / "photos-decomposed", d / "assets", d / "composed",
+                                 n_compose, seed=1))
         from add_pipeline.model.cutpaste import load_pool
         from add_pipeline.model.data import write_cutpaste_shards
 
+        backgrounds = load_pool(photos)
         cut = WORK / "data" / "cutpaste"
-        write_cutpaste_shards(cut, n_cutpaste, load_pool(photos), load_pool(texture_paths()), seed=1, size=256)
+        write_cutpaste_shards(cut, n_cutpaste, backgrounds, load_pool(texture_paths()), seed=1, size=256)
         dirs.append(cut)
         if n_stamps:
             from add_pipeline.model.cutpaste import load_cutouts
@@ -155,7 +152,7 @@ def data(n_compose: int, n_synthetic: int, n_cutpaste: int, n_stamps: int) -> li
             (WORK / "data" / "stamps-rejects.txt").write_text("".join(r + "\n" for r in rejects))
             print(f"stamps: {len(cutouts)} cut-outs, {len(rejects)} left out (data/stamps-rejects.txt)")
             stamps = WORK / "data" / "stamps"
-            write_cutpaste_shards(stamps, n_stamps, load_pool(photos), seed=1, size=256, prefix="stamp",
+            write_cutpaste_shards(stamps, n_stamps, backgrounds, seed=1, size=256, prefix="stamp",
                                   cutouts=cutouts, origin="stamps")
             dirs.append(stamps)
     (WORK / "data" / "dirs.json").write_text(json.dumps([str(d) for d in dirs], indent=2))
@@ -245,6 +242,13 @@ VALIDATIONS = ("heldout", "training")
 def calibration_file(on: str) -> Path:
     """The calibrated settings of every run on validation ``on`` (one of :data:`VALIDATIONS`)."""
     return WORK / ("calibration.json" if on == "training" else f"calibration-{on}.json")
+
+
+def validation_set(on: str) -> Path:
+    """The shard folder of validation ``on`` (one of :data:`VALIDATIONS`), built on first use."""
+    return heldout() if on == "heldout" else validation()
+
+
 SHADOW_FLOORS = (0.05, 0.1, 0.2)
 PRESENCE = (0.2, 0.05)
 GRID = [{"alpha_floor": f, "min_area": a} for f in (0.02, 0.1, 0.25, 0.4) for a in (0.0005, 0.003, 0.01)]
@@ -275,7 +279,7 @@ def validation(n: int = 48) -> Path:
 def _calibrate_one(name: str, on: str) -> dict:
     from add_pipeline.model.cli import eval_model
 
-    val = heldout() if on == "heldout" else validation()
+    val = validation_set(on)
     grid = []
 
     def score(settings: dict) -> dict:
@@ -311,7 +315,7 @@ def calibrate(names: list[str], on: str) -> None:
     """Calibrate the runs (folder names under ``runs/``) on validation ``on``, two at a time."""
     from concurrent.futures import ProcessPoolExecutor
 
-    heldout() if on == "heldout" else validation()  # built once, before the workers read it
+    validation_set(on)  # built once, before the workers read it
     with ProcessPoolExecutor(2) as pool:
         found = dict(zip(names, pool.map(_calibrate_one, names, [on] * len(names))))
     path = calibration_file(on)
