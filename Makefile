@@ -40,8 +40,9 @@ eval: $(STAMP)
 bench-models: $(STAMP)
 	$(BIN)/python bench/bench_models.py
 
-# Reproduce the bundled model: training data (never the benchmark's photos), the full run and two
-# ablations (about 50 min on 2 cores in all), calibration, export to add_pipeline/model/bundled/model.pt, then compare.
+# Reproduce the bundled model: training data (never the benchmark's photos; Debian wallpaper photographs
+# fetched with apt-get download, nothing installed), the full run and two ablations (about 50 min on
+# 2 cores in all), calibration, export to add_pipeline/model/bundled/model.pt, then compare.
 model: $(STAMP)
 	$(BIN)/python bench/model_runs.py data
 	$(BIN)/python bench/model_runs.py train

@@ -11,12 +11,16 @@
     python bench/model_runs.py finetune # experiment: runs/NAME -> runs/NAME-ft on compositions alone
     python bench/model_runs.py data --n-stamps 1800  # + scenes of real cut-out objects (for experiment)
     python bench/model_runs.py experiment  # recipes tried against the shipped one (runs/wide-full, stamps-full)
+    python bench/model_runs.py calibrate --folders wide-full  # ... and their inference settings
 
-Training data: (1) ``make_scene`` synthetic scenes, (2) compositions of assets curated from the
-in-the-wild photos of ``../shared/data/photos`` *minus* the seven bundled photos the benchmark split
-(``liwi synth``) is built from, so the benchmark stays held out, and (3) cut-and-paste scenes
+Training data: (1) ``make_scene`` synthetic scenes, (2) compositions of assets curated from
+in-the-wild photos: those of ``../shared/data/photos`` *minus* the seven bundled photos the benchmark
+split (``liwi synth``) is built from, so the benchmark stays held out, and the 29 photographs among
+the wallpapers of three Debian packages (:data:`PHOTO_PACKAGES`), and (3) cut-and-paste scenes
 (:mod:`add_pipeline.model.cutpaste`): views of those same photos as backgrounds, textures cut from
 them and from the sample images that scikit-image and matplotlib install (none of the seven).
+``data --variant six-photos`` builds the previous recipe's data (the six photos of ``../shared``
+alone) under ``WORK/data-six-photos``.
 The experiment ``--n-stamps`` adds (4): the same backgrounds with Tux Paint's photographed objects
 (Debian's ``tuxpaint-stamps-default``) pasted on them; not in the recipe (it did not help).
 
@@ -87,12 +91,54 @@ def debian_package(package: str) -> Path:
     return root
 
 
+PHOTO_PACKAGES: dict[str, tuple[str, list[str]]] = {
+    "lomiri-wallpapers-16.04": ("usr/share/backgrounds", [
+        "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg",
+        "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+        "analogpattern_by_Peter_Nerlich.jpg", "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg",
+        "greentock_by_Peter_Nerlich.jpg", "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+        "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg", "umang_by_Abhishek_Mudgal.jpg"]),
+    "lomiri-wallpapers-20.04": ("usr/share/backgrounds", [
+        "Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg"]),
+    "plasma-workspace-wallpapers": ("usr/share/wallpapers", [
+        f"{name}/contents/images/{res}.jpg" for name, res in (
+            ("BytheWater", "1920x1080"), ("ColdRipple", "1920x1080"), ("ColorfulCups", "2560x1600"),
+            ("DarkestHour", "1920x1080"), ("EveningGlow", "1920x1080"), ("FallenLeaf", "1920x1080"),
+            ("Grey", "1920x1080"), ("Kite", "1920x1080"), ("OneStandsOut", "1920x1080"), ("Path", "1920x1080"),
+            ("Volna", "5120x2880"), ("summer_1am", "1920x1080"))]),
+}
+"""More in-the-wild photographs for training (the ``photos`` data variant): the photographs among the
+wallpapers of three Debian packages (Ubuntu's community wallpaper contests, as packaged for Lomiri, and
+KDE Plasma's), picked by eye; the illustrations and renders beside them are left out.  None of them is a
+benchmark photo or a photo of the held-out validation (``mate-backgrounds``)."""
+
+
+def extra_photo_paths() -> list[Path]:
+    """The photographs of :data:`PHOTO_PACKAGES` (each package fetched and unpacked once)."""
+    paths = []
+    for package, (folder, names) in PHOTO_PACKAGES.items():
+        root = debian_package(package) / folder
+        missing = [n for n in names if not (root / n).is_file()]
+        if missing:
+            raise SystemExit(f"{package}: the unpacked package lacks {missing} (another version of it?)")
+        paths += [root / n for n in names]
+    return paths
+
+
 def stamp_paths() -> list[Path]:
     """The photographic Tux Paint stamps (PNG with alpha): cartoons, symbols (letters, money,
     shapes) and the mirrored duplicates are left out, so the objects look like photographed things."""
     stamps = debian_package(STAMPS_PACKAGE) / "usr" / "share" / "tuxpaint" / "stamps"
     skip = ("cartoon", "symbols", "_mirror", "_flip")
     return sorted(p for p in stamps.rglob("*.png") if not any(k in str(p.relative_to(stamps)) for k in skip))
+
+
+def photo_id(path: Path) -> str:
+    """Sample id of a photo: its file name, or for a KDE wallpaper (``NAME/contents/images/WxH.jpg``,
+    where every file is named by its size) ``NAME.jpg``."""
+    if path.parent.name == "images" and path.parent.parent.name == "contents":
+        return path.parents[2].name + path.suffix
+    return path.name
 
 
 def compositions(photos: list[Path], manifest: Path, decomposed: Path, assets: Path, out: Path, n: int,
@@ -104,7 +150,7 @@ def compositions(photos: list[Path], manifest: Path, decomposed: Path, assets: P
     from add_pipeline.exec.run import RunOptions, run
 
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text("".join(json.dumps({"source": str(p), "id": p.name}) + "\n" for p in photos))
+    manifest.write_text("".join(json.dumps({"source": str(p), "id": photo_id(p)}) + "\n" for p in photos))
     if not assets.is_dir():
         run(RunOptions(input=str(manifest), out=decomposed, progress=False, seed=1))
         curate(decomposed, assets)
@@ -125,7 +171,20 @@ def heldout(n: int = 48) -> Path:
                         out, n, seed=3)
 
 
-def data(n_compose: int, n_synthetic: int, n_cutpaste: int, n_stamps: int) -> list[Path]:
+DATA_VARIANTS = ("recipe", "six-photos")
+"""Training data variants: ``recipe`` (the shipped model's, under ``WORK/data``: the training photos of
+``../shared/data/photos`` and the photographs of :data:`PHOTO_PACKAGES`) and ``six-photos`` (the
+previous recipe's, under ``WORK/data-six-photos``: the same kinds and counts of samples from the six
+training photos of ``../shared/data/photos`` alone).  The synthetic scenes are shared."""
+
+
+def data_root(variant: str = "recipe") -> Path:
+    """Folder of the training data of ``variant`` (one of :data:`DATA_VARIANTS`)."""
+    return WORK / ("data" if variant == "recipe" else f"data-{variant}")
+
+
+def data(n_compose: int, n_synthetic: int, n_cutpaste: int, n_stamps: int, variant: str = "recipe") -> list[Path]:
+    """Write the training shards of ``variant`` (each set once) and list their folders in ``dirs.json``."""
     from add_pipeline.model.data import write_synthetic_shards
 
     dirs = []
@@ -133,29 +192,31 @@ def data(n_compose: int, n_synthetic: int, n_cutpaste: int, n_stamps: int) -> li
     if not (syn / "_commits").is_dir():
         write_synthetic_shards(syn, n_synthetic, seed=1, size=256)
     dirs.append(syn)
+    d = data_root(variant)
     photos = sorted(p for p in PHOTOS.glob("*.jpg") if p.stem not in BUNDLED_PHOTOS) if PHOTOS.is_dir() else []
+    if variant == "recipe":
+        photos += extra_photo_paths()
     if photos:
-        d = WORK / "data"
         dirs.append(compositions(photos, d / "photos.jsonl", d / "photos-decomposed", d / "assets", d / "composed",
                                  n_compose, seed=1))
         from add_pipeline.model.cutpaste import load_pool
         from add_pipeline.model.data import write_cutpaste_shards
 
         backgrounds = load_pool(photos)
-        cut = WORK / "data" / "cutpaste"
+        cut = d / "cutpaste"
         write_cutpaste_shards(cut, n_cutpaste, backgrounds, load_pool(texture_paths()), seed=1, size=256)
         dirs.append(cut)
         if n_stamps:
             from add_pipeline.model.cutpaste import load_cutouts
 
             cutouts, rejects = load_cutouts(stamp_paths())
-            (WORK / "data" / "stamps-rejects.txt").write_text("".join(r + "\n" for r in rejects))
-            print(f"stamps: {len(cutouts)} cut-outs, {len(rejects)} left out (data/stamps-rejects.txt)")
-            stamps = WORK / "data" / "stamps"
+            (d / "stamps-rejects.txt").write_text("".join(r + "\n" for r in rejects))
+            print(f"stamps: {len(cutouts)} cut-outs, {len(rejects)} left out ({d.name}/stamps-rejects.txt)")
+            stamps = d / "stamps"
             write_cutpaste_shards(stamps, n_stamps, backgrounds, seed=1, size=256, prefix="stamp",
                                   cutouts=cutouts, origin="stamps")
             dirs.append(stamps)
-    (WORK / "data" / "dirs.json").write_text(json.dumps([str(d) for d in dirs], indent=2))
+    (d / "dirs.json").write_text(json.dumps([str(x) for x in dirs], indent=2))
     return dirs
 
 
@@ -184,15 +245,20 @@ EXPERIMENTS: dict[str, tuple[dict, bool]] = {
     "stamps-full": ({"threads": 2}, True),
     "no-shadow-jaccard-full": ({"threads": 2, "w_shadow_jaccard": 0.0}, False),
 }
-"""Recipes tried against the shipped one (``experiment``): the full recipe with a network 1.5x as wide
-(1.0 M parameters), with the Tux Paint cut-out scenes added to the data (``data --n-stamps``), and
-without the shadows' soft-Jaccard loss (the shadow branch keeps its L1 and KL losses)."""
+"""Recipes tried against the shipped one (``experiment``), each ``(overrides, with the stamps)``: the
+full recipe with a network 1.5x as wide (1.0 M parameters); with the Tux Paint cut-out scenes added to
+the data (``data --n-stamps``); without the shadows' soft-Jaccard loss (the shadow branch keeps its L1
+and KL losses).  ``bench/results/model-experiments.md`` holds their results on the six-photo data."""
 
 
-def experiment(names: list[str]) -> None:
-    """Train the :data:`EXPERIMENTS` ``names`` into ``runs/NAME`` (seed 0, otherwise the full recipe)."""
-    base = [d for d in json.loads((WORK / "data" / "dirs.json").read_text()) if not d.endswith("/stamps")]
-    stamps = WORK / "data" / "stamps"
+def experiment(names: list[str], variant: str = "recipe") -> None:
+    """Train the :data:`EXPERIMENTS` ``names`` into ``runs/NAME`` (seed 0, otherwise the full recipe) on
+    the training data of ``variant``."""
+    root = data_root(variant)
+    if not (root / "dirs.json").exists():
+        raise SystemExit(f"no training data in {root}: python bench/model_runs.py data --variant {variant}")
+    base = [d for d in json.loads((root / "dirs.json").read_text()) if not d.endswith("/stamps")]
+    stamps = root / "stamps"
     runs, dirs = {}, {}
     for name in names:
         overrides, with_stamps = EXPERIMENTS[name]
@@ -353,6 +419,9 @@ def main() -> None:
     ap.add_argument("--n-cutpaste", type=int, default=1800)
     ap.add_argument("--n-stamps", type=int, default=0,
                     help="scenes of Tux Paint cut-out objects (an experiment, not in the recipe: 1800 were tried)")
+    ap.add_argument("--variant", choices=DATA_VARIANTS, default="recipe",
+                    help="data / experiment: which training data (six-photos: the previous recipe's, "
+                         "without the Debian photographs)")
     ap.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
                     help="train / calibrate: which runs (default all)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
@@ -360,18 +429,22 @@ def main() -> None:
     ap.add_argument("--finetuned", action="store_true", help="calibrate: the runs/NAME-ft runs of finetune")
     ap.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
                     help="experiment: which recipes to train")
+    ap.add_argument("--folders", nargs="+", default=[],
+                    help="calibrate: these run folders under runs/ instead (e.g. the experiments' runs)")
     ap.add_argument("--on", choices=VALIDATIONS, default="training", help="calibrate: on which validation set")
     args = ap.parse_args()
     if args.what == "data":
-        print(data(args.n_compose, args.n_synthetic, args.n_cutpaste, args.n_stamps))
+        print(data(args.n_compose, args.n_synthetic, args.n_cutpaste, args.n_stamps, args.variant))
     elif args.what == "heldout":
         print(heldout())
     elif args.what == "train":
         train(args.steps, args.runs, args.seeds)
     elif args.what == "calibrate":
-        calibrate([run_name(n, s) + ("-ft" if args.finetuned else "") for s in args.seeds for n in args.runs], args.on)
+        suffix = "-ft" if args.finetuned else ""
+        names = args.folders or [run_name(n, s) + suffix for s in args.seeds for n in args.runs]
+        calibrate(names, args.on)
     elif args.what == "experiment":
-        experiment(args.experiments)
+        experiment(args.experiments, args.variant)
     elif args.what == "finetune":
         finetune(args.runs)
     elif args.what == "export":
