@@ -66,14 +66,15 @@ SEED_METRICS: dict[str, Any] = {
 
 
 def seed_runs() -> dict[str, dict[int, Path]]:
-    """``{recipe: {seed: run folder}}`` for the seeds > 0 trained to the end and calibrated (``runs/NAME-sS``)."""
+    """``{recipe: {seed: run folder}}`` for the runs trained to the end and calibrated (``runs/NAME`` is
+    seed 0, ``runs/NAME-sS`` seed S)."""
     from model_runs import calibrated  # bench/ is on sys.path
 
     found: dict[str, dict[int, Path]] = {}
     for recipe in RECIPES:
-        for run in sorted(RUNS.glob(f"{recipe}-s*")):
-            tail = run.name[len(recipe) + 2:]
-            if not tail.isdigit():
+        for run in [RUNS / recipe, *sorted(RUNS.glob(f"{recipe}-s*"))]:
+            tail = "0" if run.name == recipe else run.name[len(recipe) + 2:]
+            if not tail.isdigit() or not run.is_dir():
                 continue
             done = (run / "summary.json").is_file() and json.loads((run / "summary.json").read_text())["done"]
             if done and calibrated(run.name):
@@ -222,10 +223,14 @@ def main() -> None:
         times[name] = timing(src, inference)
     # Other seeds of the same three recipes (bench/model_runs.py train --seeds 1 ...), each scored with
     # its own calibrated settings: how much of each ablation's difference is the seed.
-    by_seed: dict[str, dict[int, dict[str, Any]]] = {r: {0: reports[name]} for r, name in RECIPES.items()}
+    # The bundled checkpoint is the full run of the seed that did best on the validation held out by photo.
+    shipped = {"full": load_model("bundled").train_config.seed}
+    by_seed: dict[str, dict[int, dict[str, Any]]] = {r: {shipped.get(r, 0): reports[name]}
+                                                      for r, name in RECIPES.items()}
     for recipe, runs in seed_runs().items():
         for seed, run in runs.items():
-            by_seed[recipe][seed] = eval_model(run, BENCH, inference=calibrated(run.name))
+            if seed not in by_seed[recipe]:
+                by_seed[recipe][seed] = eval_model(run, BENCH, inference=calibrated(run.name))
     decomposed = read_stacks(PIPELINE)
     from run_eval import baselines  # the same trivial decomposers as make eval (bench/ is on sys.path)
 
@@ -272,7 +277,8 @@ def main() -> None:
                   *composites_table(real)]
     if any(len(v) > 1 for v in by_seed.values()):
         lines += ["", "## Seeds", "",
-                  "The three recipes under every seed trained (seed 0 is the table above), each with its own "
+                  "The three recipes under every seed trained (the table above: the full model's seed "
+                  f"{shipped['full']}, the ablations' seed 0), each with its own "
                   "calibrated inference settings:", "", *seed_tables(by_seed)]
     (out / "model.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -5,7 +5,7 @@
     python bench/model_runs.py train    # full model + two ablations, in parallel, 1 thread each
     python bench/model_runs.py calibrate  # inference settings per run, on held-out *training* compositions
     python bench/model_runs.py calibrate --on heldout  # ... or on the validation held out by photo
-    python bench/model_runs.py export   # the full run's weights -> add_pipeline/model/bundled/model.pt
+    python bench/model_runs.py export --seeds 0 1  # the best full run on the held-out photos -> bundled/model.pt
     python bench/model_runs.py eval     # bench/results/model.md + .json (make eval-model)
     python bench/model_runs.py train --seeds 1 2   # the same runs under other seeds (runs/NAME-sS)
     python bench/model_runs.py finetune # experiment: runs/NAME -> runs/NAME-ft on compositions alone
@@ -401,12 +401,23 @@ def calibrated(name: str, on: str = "training") -> dict | None:
     return json.loads(path.read_text()).get(name, {}).get("best")
 
 
-def export() -> None:
+def export(seeds: list[int]) -> None:
+    """Export the full run of those trained with ``seeds`` that does best on the validation held out by
+    photo (LayerD pair cost before merges, each with its calibrated settings; never the benchmark) to
+    ``add_pipeline/model/bundled/model.pt``, with its calibrated inference settings."""
+    from add_pipeline.model.cli import eval_model
     from add_pipeline.model.infer import export_slim
 
+    names = [run_name("full", s) for s in seeds]
+    best = names[0]
+    if len(names) > 1:
+        cost = {n: eval_model(WORK / "runs" / n, heldout(), inference=calibrated(n), max_merges=0)["levels"][0]["cost"]
+                for n in names}
+        print("cost before merges, held out by photo: " + ", ".join(f"{n} {c:.4f}" for n, c in cost.items()))
+        best = min(cost, key=cost.__getitem__)
     dest = ROOT / "add_pipeline" / "model" / "bundled" / "model.pt"
-    export_slim(WORK / "runs" / "full", dest, inference=calibrated("full"))
-    print(f"exported {dest} ({dest.stat().st_size / 2**20:.2f} MB), inference settings {calibrated('full')}")
+    export_slim(WORK / "runs" / best, dest, inference=calibrated(best))
+    print(f"exported {best} to {dest} ({dest.stat().st_size / 2**20:.2f} MB), settings {calibrated(best)}")
 
 
 def main() -> None:
@@ -425,7 +436,8 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
                     help="train / calibrate: which runs (default all)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
-                    help="train / calibrate: seeds of each run (seed s > 0 trains into runs/NAME-sS)")
+                    help="train / calibrate / export: seeds of each run (seed s > 0 trains into runs/NAME-sS; "
+                         "export ships the full run that does best on the validation held out by photo)")
     ap.add_argument("--finetuned", action="store_true", help="calibrate: the runs/NAME-ft runs of finetune")
     ap.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
                     help="experiment: which recipes to train")
@@ -448,7 +460,7 @@ def main() -> None:
     elif args.what == "finetune":
         finetune(args.runs)
     elif args.what == "export":
-        export()
+        export(args.seeds)
     else:
         subprocess.run([sys.executable, str(ROOT / "bench" / "eval_model.py")], check=True)
 
