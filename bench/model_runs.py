@@ -107,7 +107,7 @@ PHOTO_PACKAGES: dict[str, tuple[str, list[str]]] = {
             ("Grey", "1920x1080"), ("Kite", "1920x1080"), ("OneStandsOut", "1920x1080"), ("Path", "1920x1080"),
             ("Volna", "5120x2880"), ("summer_1am", "1920x1080"))]),
 }
-"""More in-the-wild photographs for training (the ``photos`` data variant): the photographs among the
+"""More in-the-wild photographs for training (in the recipe's data, not in ``six-photos``): the photographs among the
 wallpapers of three Debian packages (Ubuntu's community wallpaper contests, as packaged for Lomiri, and
 KDE Plasma's), picked by eye; the illustrations and renders beside them are left out.  None of them is a
 benchmark photo or a photo of the held-out validation (``mate-backgrounds``)."""
@@ -237,7 +237,7 @@ def finetune(names: list[str]) -> None:
         src = WORK / "runs" / name
         cfg = TrainConfig.from_dict(json.loads((src / "config.json").read_text()))
         runs[f"{name}-ft"] = cfg.with_overrides(**FINETUNE, init=str(src)).to_dict()
-    launch(runs, [str(WORK / "data" / "composed")])
+    launch(runs, [str(data_root() / "composed")])
 
 
 EXPERIMENTS: dict[str, tuple[dict, bool]] = {
@@ -277,7 +277,7 @@ def run_name(name: str, seed: int) -> str:
 
 def train(steps: int, names: list[str], seeds: list[int]) -> None:
     runs = {run_name(n, s): {**BASE, "steps": steps, "seed": s, **RUNS[n]} for s in seeds for n in names}
-    launch(runs, json.loads((WORK / "data" / "dirs.json").read_text()))
+    launch(runs, json.loads((data_root() / "dirs.json").read_text()))
 
 
 def launch(runs: dict[str, dict], data_dirs: list[str]) -> None:
@@ -328,10 +328,10 @@ def validation(n: int = 48) -> Path:
     from add_pipeline.model.config import TrainConfig
     from add_pipeline.model.data import LayeredShardDataset
 
-    val = WORK / "data" / "validation"
+    val = data_root() / "validation"
     if (val / "_commits").is_dir():
         return val
-    composed = WORK / "data" / "composed"
+    composed = data_root() / "composed"
     ds = LayeredShardDataset([composed], 64, 1)
     held = {ds.rows[i].sample_id for i in ds.split(TrainConfig().eval_fraction)[1]}
     rows = [r for part in ShardStore(composed).committed_files("shards") for r in pq.read_table(part).to_pylist()
