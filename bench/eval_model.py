@@ -224,7 +224,8 @@ def main() -> None:
     # Other seeds of the same three recipes (bench/model_runs.py train --seeds 1 ...), each scored with
     # its own calibrated settings: how much of each ablation's difference is the seed.
     # The bundled checkpoint is the full run of the seed that did best on the validation held out by photo.
-    shipped = {"full": load_model("bundled").train_config.seed}
+    bundled = load_model("bundled").train_config
+    shipped = {"full": bundled.seed}
     by_seed: dict[str, dict[int, dict[str, Any]]] = {r: {shipped.get(r, 0): reports[name]}
                                                       for r, name in RECIPES.items()}
     for recipe, runs in seed_runs().items():
@@ -260,7 +261,7 @@ def main() -> None:
            if "recompose_mean" in r.get("protocol", {})}
     lines += ["", "Recomposition error of the models' layers (mean / max grey levels over samples): " +
               "; ".join(f"{n}: {m:.3f} / {x:.2f}" for n, (m, x) in rec.items())]
-    settings = {"bundled model (full)": load_model("bundled").train_config}
+    settings = {"bundled model (full)": bundled}
     settings.update({n: load_model(src).train_config.with_inference(**(inf or {}))
                      for n, (src, inf) in models.items() if src != "bundled"})
     lines += ["", "Inference settings (calibrated on held-out training compositions, bench/model_runs.py calibrate): " +

@@ -342,15 +342,20 @@ def validation(n: int = 48) -> Path:
     return val
 
 
-def _calibrate_one(name: str, on: str) -> dict:
+def before_merges(name: str, data: Path, settings: dict | None) -> dict:
+    """LayerD scores of run ``name`` on ``data`` before any merge (``rgb_l1``, ``alpha_iou`` and the pair
+    ``cost``, (RGB L1 + 1 - Alpha IoU) / 2) with inference ``settings``: what calibration and export rank by."""
     from add_pipeline.model.cli import eval_model
 
+    return eval_model(WORK / "runs" / name, data, inference=settings, max_merges=0)["levels"][0]
+
+
+def _calibrate_one(name: str, on: str) -> dict:
     val = validation_set(on)
     grid = []
 
     def score(settings: dict) -> dict:
-        r = eval_model(WORK / "runs" / name, val, inference=settings, max_merges=0)
-        level = r["levels"][0]
+        level = before_merges(name, val, settings)
         l1, iou = level["rgb_l1"], level["alpha_iou"]
         grid.append({**settings, "rgb_l1": l1, "alpha_iou": iou, "cost": level["cost"]})
         print(f"{name} {settings}: RGB L1 {l1:.4f} Alpha IoU {iou:.4f}", flush=True)
@@ -405,14 +410,12 @@ def export(seeds: list[int]) -> None:
     """Export the full run of those trained with ``seeds`` that does best on the validation held out by
     photo (LayerD pair cost before merges, each with its calibrated settings; never the benchmark) to
     ``add_pipeline/model/bundled/model.pt``, with its calibrated inference settings."""
-    from add_pipeline.model.cli import eval_model
     from add_pipeline.model.infer import export_slim
 
     names = [run_name("full", s) for s in seeds]
     best = names[0]
     if len(names) > 1:
-        cost = {n: eval_model(WORK / "runs" / n, heldout(), inference=calibrated(n), max_merges=0)["levels"][0]["cost"]
-                for n in names}
+        cost = {n: before_merges(n, heldout(), calibrated(n))["cost"] for n in names}
         print("cost before merges, held out by photo: " + ", ".join(f"{n} {c:.4f}" for n, c in cost.items()))
         best = min(cost, key=cost.__getitem__)
     dest = ROOT / "add_pipeline" / "model" / "bundled" / "model.pt"
