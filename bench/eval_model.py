@@ -174,6 +174,34 @@ def heldout_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[s
     return reports
 
 
+SHADOW_SEEDS = (0.0, 0.4, 0.6)
+"""``shadow_seed`` values the hysteresis table shows the bundled model under, next to its calibrated one."""
+
+
+def shadow_seed_table(pipelines: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown: the bundled model under several ``shadow_seed`` values (the rest as calibrated) on the
+    benchmark and the validation held out by photo, RGB L1 and Alpha IoU at every merge level, with the
+    pipeline's row of each set (``pipelines``: ``{set name: its report}``) for reference."""
+    from model_runs import heldout  # bench/ is on sys.path
+
+    shipped = load_model("bundled").train_config.shadow_seed
+    sets = {"benchmark": BENCH, "held out by photo": heldout()}
+    n = len(next(iter(pipelines.values()))["levels"])
+    head = [f"RGB L1 @{k}" for k in range(n)] + [f"Alpha IoU @{k}" for k in range(n)] + ["shadow IoU"]
+    lines = ["| set | decomposer | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 2)]
+
+    def row(title: str, name: str, r: dict[str, Any]) -> str:
+        cells = [f"{lv['rgb_l1']:.3f}" for lv in r["levels"]] + [f"{lv['alpha_iou']:.3f}" for lv in r["levels"]]
+        return f"| {title} | {name} | " + " | ".join([*cells, f"{r['kinds']['shadow_iou']:.3f}"]) + " |"
+
+    for title, data in sets.items():
+        for seed in sorted({shipped, *SHADOW_SEEDS}):
+            r = eval_model("bundled", data, inference={"shadow_seed": seed})
+            lines.append(row(title, f"bundled, shadow_seed {seed}" + (" (shipped)" if seed == shipped else ""), r))
+        lines.append(row(title, "decompose pipeline", pipelines[title]))
+    return lines
+
+
 def composite_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[str, dict[str, Any]]:
     """The models and the decompose pipeline on the real libcom composites (512 px working size, as
     ``liwi decompose``): best object layer's IoU with the pasted mask, background L1 inside it."""
@@ -211,23 +239,21 @@ def main() -> None:
     ids = sorted(gt)
     reports: dict[str, dict[str, Any]] = {}
     times: dict[str, dict[str, float]] = {}
-    from model_runs import calibrated  # bench/ is on sys.path
+    from model_runs import calibrated, run_name  # bench/ is on sys.path
 
-    # The bundled checkpoint carries the full run's calibrated inference settings; each ablation
-    # is scored with its own, calibrated the same way (bench/model_runs.py calibrate).
+    # The bundled checkpoint carries the full run's calibrated inference settings; each ablation, trained
+    # under the same seed, is scored with its own, calibrated the same way (bench/model_runs.py calibrate).
+    bundled = load_model("bundled").train_config
+    ablations = {RECIPES[r]: run_name(r, bundled.seed) for r in ("no-shadow-branch", "no-restoration-loss")}
     models = {"bundled model (full)": ("bundled", None),
-              "ablation: no shadow branch": (RUNS / "no-shadow-branch", calibrated("no-shadow-branch")),
-              "ablation: no restoration loss": (RUNS / "no-restoration-loss", calibrated("no-restoration-loss"))}
+              **{label: (RUNS / run, calibrated(run)) for label, run in ablations.items()}}
     for name, (src, inference) in models.items():
         reports[name] = eval_model(src, BENCH, inference=inference)
         times[name] = timing(src, inference)
     # Other seeds of the same three recipes (bench/model_runs.py train --seeds 1 ...), each scored with
     # its own calibrated settings: how much of each ablation's difference is the seed.
     # The bundled checkpoint is the full run of the seed that did best on the validation held out by photo.
-    bundled = load_model("bundled").train_config
-    shipped = {"full": bundled.seed}
-    by_seed: dict[str, dict[int, dict[str, Any]]] = {r: {shipped.get(r, 0): reports[name]}
-                                                      for r, name in RECIPES.items()}
+    by_seed: dict[str, dict[int, dict[str, Any]]] = {r: {bundled.seed: reports[name]} for r, name in RECIPES.items()}
     for recipe, runs in seed_runs().items():
         for seed, run in runs.items():
             if seed not in by_seed[recipe]:
@@ -276,11 +302,15 @@ def main() -> None:
                   f"The {next(iter(real.values()))['count']} libcom composites of `../shared/data/groundtruth` "
                   "(a real object pasted on a real photo; the ground truth is the paste, not the pipeline):", "",
                   *composites_table(real)]
+    lines += ["", "## Shadow hysteresis", "",
+              "The bundled model with its shadow regions kept only where they reach `shadow_seed` (the other "
+              "settings as calibrated; 0 keeps every region above `shadow_floor`), on both sets:", "",
+              *shadow_seed_table({"benchmark": reports["decompose pipeline (cpu-default)"],
+                                  "held out by photo": held["decompose pipeline (cpu-default)"]})]
     if any(len(v) > 1 for v in by_seed.values()):
         lines += ["", "## Seeds", "",
-                  "The three recipes under every seed trained (the table above: the full model's seed "
-                  f"{shipped['full']}, the ablations' seed 0), each with its own "
-                  "calibrated inference settings:", "", *seed_tables(by_seed)]
+                  f"The three recipes under every seed trained (the table above: seed {bundled.seed}), each with "
+                  "its own calibrated inference settings:", "", *seed_tables(by_seed)]
     (out / "model.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -25,7 +25,8 @@ The experiment ``--n-stamps`` adds (4): the same backgrounds with Tux Paint's ph
 (Debian's ``tuxpaint-stamps-default``) pasted on them; not in the recipe (it did not help).
 
 Calibration: the inference settings (``alpha_floor`` and ``min_area`` on a grid, then ``shadow_floor``,
-then ``presence_threshold``, then whether to average with the mirrored photo, ``flip_tta``) are chosen
+then the shadows' hysteresis ``shadow_seed``, then ``presence_threshold``, then whether to average with
+the mirrored photo, ``flip_tta``) are chosen
 per run on the compositions that training held out (its eval split), or with ``--on heldout`` on
 compositions of photos no run trains on, by the LayerD pair cost ``(RGB L1 + 1 - Alpha IoU) / 2``
 before merges; never on the benchmark.  The Debian packages are fetched with ``apt-get download``
@@ -316,6 +317,7 @@ def validation_set(on: str) -> Path:
 
 
 SHADOW_FLOORS = (0.05, 0.1, 0.2)
+SHADOW_SEEDS = (0.3, 0.4, 0.5, 0.6)
 PRESENCE = (0.2, 0.05)
 GRID = [{"alpha_floor": f, "min_area": a} for f in (0.02, 0.1, 0.25, 0.4) for a in (0.0005, 0.003, 0.01)]
 
@@ -364,7 +366,8 @@ def _calibrate_one(name: str, on: str) -> dict:
     from add_pipeline.model.config import TrainConfig
 
     # The other settings start at TrainConfig's defaults (the only defaults), then are tried one at a time.
-    defaults = {k: getattr(TrainConfig(), k) for k in ("shadow_floor", "presence_threshold", "flip_tta")}
+    defaults = {k: getattr(TrainConfig(), k) for k in ("shadow_floor", "shadow_seed", "presence_threshold",
+                                                        "flip_tta")}
     keys = (*GRID[0], *defaults)
 
     def best() -> dict:
@@ -372,10 +375,13 @@ def _calibrate_one(name: str, on: str) -> dict:
 
     for settings in GRID:
         score({**settings, **defaults})
-    # Then, one at a time at the best settings so far: the shadows' own floor (shadows are faint), a lower
+    # Then, one at a time at the best settings so far: the shadows' own floor (shadows are faint) and their
+    # hysteresis (a shadow region must reach the seed somewhere; only for runs with a shadow branch), a lower
     # presence threshold (the presence head hardly learns whether a covered level exists, so 0.5 can drop
     # it; the component test still drops empty slots), and the mirror augmentation (twice the network's time).
-    for key, values in (("shadow_floor", SHADOW_FLOORS), ("presence_threshold", PRESENCE), ("flip_tta", (True,))):
+    cfg = TrainConfig.from_dict(json.loads((WORK / "runs" / name / "config.json").read_text()))
+    shadows = (("shadow_floor", SHADOW_FLOORS), ("shadow_seed", SHADOW_SEEDS)) if cfg.model.shadow_branch else ()
+    for key, values in (*shadows, ("presence_threshold", PRESENCE), ("flip_tta", (True,))):
         start = best()
         for value in values:
             score({**start, key: value})

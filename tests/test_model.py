@@ -75,6 +75,12 @@ def test_config_round_trip(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("stepz: 3\n")
     with pytest.raises(ValueError, match="unknown train config keys"):
         load_config(tmp_path / "bad.yaml")
+    # Inference settings: replaced only through with_inference, and checked like the rest.
+    assert cfg.with_inference(shadow_seed=0.4).shadow_seed == 0.4
+    with pytest.raises(ValueError, match="shadow_seed=1.0"):
+        cfg.with_inference(shadow_seed=1.0)
+    with pytest.raises(ValueError, match="not inference settings"):
+        cfg.with_inference(steps=3)
 
 
 # ---------------------------------------------------------------- losses
@@ -349,6 +355,16 @@ def test_split_objects_by_components() -> None:
     (b0, t0), (b1, t1) = split_objects(alpha, shadow, min_area=0.001, floor=0.02, shadow_floor=0.45)
     assert np.array_equal(b0, a0) and np.array_equal(b1, a1)
     assert t0[28:32, 10:35].min() == 0.5 and not t1.any()
+    # Hysteresis: a faint rim joined to a confident core stays, a faint patch with no core goes.
+    soft = shadow.copy()
+    soft[32:34, 10:35] = 0.15  # penumbra under the left object's 0.5 shadow
+    soft[52:56, 60:90] = 0.15  # the right object's shadow is faint all over
+    (c0, u0), (c1, u1) = split_objects(alpha, soft, 0.001, 0.02, shadow_floor=0.1, shadow_seed=0.3)
+    assert np.array_equal(c0, a0) and np.array_equal(c1, a1)
+    assert u0[28:32, 10:35].min() == 0.5 and u0[32:34, 10:35].min() == 0.15 and not u1.any()
+    # At or below the floor the seed changes nothing.
+    (_, v0), (_, v1) = split_objects(alpha, soft, 0.001, 0.02, shadow_floor=0.1, shadow_seed=0.1)
+    assert u0.tolist() == v0.tolist() and v1[52:56, 60:90].min() == 0.15
 
 
 def test_load_model_round_trip_and_bundled_error(shards: Path, tmp_path: Path) -> None:

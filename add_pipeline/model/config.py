@@ -55,7 +55,7 @@ class ModelConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
 
-INFERENCE_FIELDS = ("presence_threshold", "min_area", "alpha_floor", "shadow_floor", "flip_tta")
+INFERENCE_FIELDS = ("presence_threshold", "min_area", "alpha_floor", "shadow_floor", "shadow_seed", "flip_tta")
 """TrainConfig fields that only inference reads: changing them does not change the trained weights."""
 
 
@@ -99,6 +99,11 @@ class TrainConfig:
             ``alpha_floor`` are dropped (see :func:`~add_pipeline.model.infer.split_objects`).
         shadow_floor: inference: shadow values at or below it are dropped.  Separate from ``alpha_floor``
             because cast shadows are faint (strength ~0.3-0.65) where object mattes are near 1.
+        shadow_seed: inference: hysteresis of the shadow mattes: a connected region of shadow above
+            ``shadow_floor`` is kept only if it reaches ``shadow_seed`` somewhere, so a confident shadow
+            keeps its faint penumbra and a faint dark patch with no confident core is dropped (as
+            Canny keeps weak edges only when they touch strong ones).  At or below ``shadow_floor``
+            (the default, 0) every region is kept.
         flip_tta: inference: average the estimates of the photo and of its mirror image
             (:func:`~add_pipeline.model.infer.predict`); about twice the network's time.
     """
@@ -141,6 +146,7 @@ class TrainConfig:
     min_area: float = 0.0005
     alpha_floor: float = 0.02
     shadow_floor: float = 0.02
+    shadow_seed: float = 0.0
     flip_tta: bool = False
 
     def __post_init__(self) -> None:
@@ -156,6 +162,7 @@ class TrainConfig:
             "presence_threshold": 0.0 < self.presence_threshold < 1.0,
             "alpha_floor": 0.0 <= self.alpha_floor < 0.5,
             "shadow_floor": 0.0 <= self.shadow_floor < 1.0,
+            "shadow_seed": 0.0 <= self.shadow_seed < 1.0,
             "device": self.device in ("cpu", "cuda", "auto"),
         }
         bad = [k for k, ok in checks.items() if not ok]

@@ -12,8 +12,9 @@ quality; the network decides *how* the photo is split, not *whether* it adds up.
 Objects: a slot is an occlusion level (see :mod:`~add_pipeline.model.data`) and may hold
 several objects, which never overlap.  A kept slot is split into objects by the connected
 components of its confident alpha (``> 0.5``, at least ``min_area`` of the image); every other
-pixel of the slot's matte above ``alpha_floor`` (and of its shadow matte above ``shadow_floor``) joins the nearest
-component.  Each component becomes an object layer with its own shadow layer directly below.
+pixel of the slot's matte above ``alpha_floor`` (and of its shadow matte above ``shadow_floor``, in a
+region that reaches ``shadow_seed``) joins the nearest component.  Each component becomes an object
+layer with its own shadow layer directly below.
 
 Targets of the solve: a pixel is owned by the topmost layer whose domain (alpha above
 1/255) contains it, and that layer's target there is the photo.  Under an owner, a lower
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from skimage.filters import apply_hysteresis_threshold
 
 from add_pipeline.core.composite import opaque, over, solve_layer
 from add_pipeline.core.peel import AssembledLayer
@@ -135,8 +137,9 @@ def predict(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
     }
 
 
-def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
-                  floor: float, shadow_floor: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float, floor: float,
+                  shadow_floor: float | None = None,
+                  shadow_seed: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split one slot's mattes into objects.
 
     Args:
@@ -145,6 +148,8 @@ def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
         floor: alpha values at or below it are set to 0 (the network's faint haze), as is
             the alpha of dropped components.
         shadow_floor: shadow values at or below it are set to 0 (default: ``floor``).
+        shadow_seed: hysteresis: a 4-connected region of shadow above ``shadow_floor`` is kept only if
+            some pixel of it exceeds ``shadow_seed`` (no effect at or below ``shadow_floor``).
     Returns:
         ``(alpha, shadow)`` per object, ``HxW`` float64, ordered top to bottom of the image by
         their lowest row; the alphas are disjoint, as are the shadows.  Empty when no component passes.
@@ -159,7 +164,11 @@ def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
     _, (iy, ix) = ndimage.distance_transform_edt(~kept, return_indices=True)
     owner = labels[iy, ix]
     a = np.where((alpha > floor) & ~(core & ~kept), alpha, 0.0)  # dropped specks go, not to a neighbour
-    s = np.where(shadow > (floor if shadow_floor is None else shadow_floor), shadow, 0.0)
+    s_low = floor if shadow_floor is None else shadow_floor
+    s_mask = shadow > s_low
+    if shadow_seed > s_low:
+        s_mask = apply_hysteresis_threshold(shadow, s_low, shadow_seed)
+    s = np.where(s_mask, shadow, 0.0)
     bottom = {i: stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep}
     return [(np.where(owner == i, a, 0.0), np.where(owner == i, s, 0.0)) for i in sorted(keep, key=bottom.get)]
 
@@ -167,14 +176,14 @@ def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float,
 def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = None,
                     presence_threshold: float | None = None, min_area: float | None = None,
                     alpha_floor: float | None = None, shadow_floor: float | None = None,
-                    flip: bool | None = None) -> list[AssembledLayer]:
+                    shadow_seed: float | None = None, flip: bool | None = None) -> list[AssembledLayer]:
     """Decompose a photo into layers that recompose to it (mean <= 1/255, max <= 8/255 guaranteed by the solve).
 
     Args:
         model: from :func:`load_model` (or any LayerDecomposer; thresholds then default to TrainConfig's).
         rgb: ``HxWx3 uint8`` photo; layers come back at this size.
         size: working size of the network (default: its training size).
-        presence_threshold, min_area, alpha_floor, shadow_floor: the empty-slot test and the object split
+        presence_threshold, min_area, alpha_floor, shadow_floor, shadow_seed: the empty-slot test and the object split
             (default: the model's config; see :func:`split_objects`).
         flip: mirror test-time augmentation (default: the model's ``flip_tta``; see :func:`predict`).
     Returns:
@@ -187,6 +196,7 @@ def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = 
     area = cfg.min_area if min_area is None else min_area
     floor = cfg.alpha_floor if alpha_floor is None else alpha_floor
     s_floor = cfg.shadow_floor if shadow_floor is None else shadow_floor
+    s_seed = cfg.shadow_seed if shadow_seed is None else shadow_seed
     est = predict(model, rgb, size, flip=cfg.flip_tta if flip is None else flip)
     image = rgb.astype(np.float64) / 255.0
     h, w = rgb.shape[:2]
@@ -197,7 +207,7 @@ def decompose_image(model: LayerDecomposer, rgb: np.ndarray, size: int | None = 
     for k in range(model.config.slots):
         if est["presence"][k] <= thr:
             continue
-        for a, sh in split_objects(est["alpha"][k], est["shadow"][k], area, floor, s_floor):
+        for a, sh in split_objects(est["alpha"][k], est["shadow"][k], area, floor, s_floor, s_seed):
             name = f"obj{n_obj}"
             n_obj += 1
             if (sh > _DOMAIN_EPS).any():
