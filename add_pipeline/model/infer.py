@@ -165,9 +165,7 @@ def split_objects(alpha: np.ndarray, shadow: np.ndarray, min_area: float, floor:
     owner = labels[iy, ix]
     a = np.where((alpha > floor) & ~(core & ~kept), alpha, 0.0)  # dropped specks go, not to a neighbour
     s_low = floor if shadow_floor is None else shadow_floor
-    s_mask = shadow > s_low
-    if shadow_seed > s_low:
-        s_mask = apply_hysteresis_threshold(shadow, s_low, shadow_seed)
+    s_mask = apply_hysteresis_threshold(shadow, s_low, shadow_seed) if shadow_seed > s_low else shadow > s_low
     s = np.where(s_mask, shadow, 0.0)
     bottom = {i: stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep}
     return [(np.where(owner == i, a, 0.0), np.where(owner == i, s, 0.0)) for i in sorted(keep, key=bottom.get)]
