@@ -207,6 +207,31 @@ def shadow_seed_table(scored: dict[str, tuple[dict[str, Any], dict[str, Any]]], 
     return lines
 
 
+def paired_table(scored: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+    """Markdown: for each set, the model minus the pipeline in every LayerD cell, the mean over samples
+    with its 95% paired bootstrap interval (scipy.stats.bootstrap, BCa, 9999 resamples of the per-sample
+    differences, seed 0), signed so that > 0 means the model is better (pipeline L1 - model L1, model
+    IoU - pipeline IoU).  ``scored``: ``{set name: (the model's report, the pipeline's report)}``, both
+    with their ``samples``."""
+    from scipy.stats import bootstrap
+
+    lines = ["| set | cell | model | pipeline | model better by (95% interval) | samples the model wins |",
+             "|---|---|---|---|---|---|"]
+    for title, (model, pipeline) in scored.items():
+        ids = sorted(set(model["samples"]) & set(pipeline["samples"]))
+        for metric, sign in (("rgb_l1", -1.0), ("alpha_iou", 1.0)):
+            for k in range(len(model["levels"])):
+                a = np.array([model["samples"][i][metric][k] for i in ids])
+                b = np.array([pipeline["samples"][i][metric][k] for i in ids])
+                diff = sign * (a - b)
+                ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=9999, method="BCa",
+                               random_state=np.random.default_rng(0)).confidence_interval
+                name = "RGB L1" if metric == "rgb_l1" else "Alpha IoU"
+                lines.append(f"| {title} | {name} @{k} | {a.mean():.3f} | {b.mean():.3f} | {diff.mean():+.3f} "
+                             f"({ci.low:+.3f}, {ci.high:+.3f}) | {int((diff > 0).sum())}/{len(ids)} |")
+    return lines
+
+
 def composite_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[str, dict[str, Any]]:
     """The models and the decompose pipeline on the real libcom composites (512 px working size, as
     ``liwi decompose``): best object layer's IoU with the pasted mask, background L1 inside it."""
@@ -244,14 +269,14 @@ def main() -> None:
     ids = sorted(gt)
     reports: dict[str, dict[str, Any]] = {}
     times: dict[str, dict[str, float]] = {}
-    from model_runs import calibrated, run_name  # bench/ is on sys.path
+    from model_runs import run_name, settings  # bench/ is on sys.path
 
-    # The bundled checkpoint carries the full run's calibrated inference settings; each ablation, trained
-    # under the same seed, is scored with its own, calibrated the same way (bench/model_runs.py calibrate).
+    # The bundled checkpoint carries the full run's inference settings; each ablation, trained under the
+    # same seed, is scored with its own, chosen the same way (bench/model_runs.py calibrate, choose-seed).
     bundled = load_model("bundled").train_config
     ablations = {RECIPES[r]: run_name(r, bundled.seed) for r in ("no-shadow-branch", "no-restoration-loss")}
     models = {"bundled model (full)": ("bundled", None),
-              **{label: (RUNS / run, calibrated(run)) for label, run in ablations.items()}}
+              **{label: (RUNS / run, settings(run)) for label, run in ablations.items()}}
     for name, (src, inference) in models.items():
         reports[name] = eval_model(src, BENCH, inference=inference)
         times[name] = timing(src, inference)
@@ -262,7 +287,7 @@ def main() -> None:
     for recipe, runs in seed_runs().items():
         for seed, run in runs.items():
             if seed not in by_seed[recipe]:
-                by_seed[recipe][seed] = eval_model(run, BENCH, inference=calibrated(run.name))
+                by_seed[recipe][seed] = eval_model(run, BENCH, inference=settings(run.name))
     decomposed = read_stacks(PIPELINE)
     from run_eval import baselines  # the same trivial decomposers as make eval (bench/ is on sys.path)
 
@@ -292,12 +317,13 @@ def main() -> None:
            if "recompose_mean" in r.get("protocol", {})}
     lines += ["", "Recomposition error of the models' layers (mean / max grey levels over samples): " +
               "; ".join(f"{n}: {m:.3f} / {x:.2f}" for n, (m, x) in rec.items())]
-    settings = {"bundled model (full)": bundled}
-    settings.update({n: load_model(src).train_config.with_inference(**(inf or {}))
+    configs = {"bundled model (full)": bundled}
+    configs.update({n: load_model(src).train_config.with_inference(**(inf or {}))
                      for n, (src, inf) in models.items() if src != "bundled"})
-    lines += ["", "Inference settings (calibrated on held-out training compositions, bench/model_runs.py calibrate): " +
+    lines += ["", "Inference settings (calibrated on held-out training compositions, `shadow_seed` then chosen on the "
+              "fresh validation: bench/model_runs.py calibrate, choose-seed): " +
               "; ".join(f"{n}: " + ", ".join(f"{k} {getattr(c, k)}" for k in INFERENCE_FIELDS)
-                        for n, c in settings.items())]
+                        for n, c in configs.items())]
     lines += ["", "## Held out by photo", "",
               "The same models and the pipeline on the validation held out by photo (48 compositions of the "
               "assets the pipeline curates from 12 photos that neither training nor the benchmark uses; "
@@ -313,10 +339,17 @@ def main() -> None:
               *shadow_seed_table({title: (r["bundled model (full)"], r["decompose pipeline (cpu-default)"])
                                   for title, r in (("benchmark", reports), ("held out by photo", held))},
                                  bundled.shadow_seed)]
+    lines += ["", "## How sure: paired bootstrap against the pipeline", "",
+              "The bundled model (as shipped) minus the pipeline, per LayerD cell: the mean over samples of the "
+              "per-sample difference, signed so that > 0 means the model is better, with its 95% paired "
+              "bootstrap interval; an interval that excludes 0 is a difference these samples establish.", "",
+              *paired_table({title: (r["bundled model (full)"], r["decompose pipeline (cpu-default)"])
+                             for title, r in (("benchmark", reports), ("held out by photo", held))})]
     if any(len(v) > 1 for v in by_seed.values()):
         lines += ["", "## Seeds", "",
                   f"The three recipes under every seed trained (the table above: seed {bundled.seed}), each with "
-                  "its own calibrated inference settings:", "", *seed_tables(by_seed)]
+                  "its own inference settings (calibrated; the shadow seed chosen on the fresh validation):", "",
+                  *seed_tables(by_seed)]
     (out / "model.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

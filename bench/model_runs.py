@@ -5,7 +5,7 @@
     python bench/model_runs.py train    # full model + two ablations, in parallel, 1 thread each
     python bench/model_runs.py calibrate  # inference settings per run, on held-out *training* compositions
     python bench/model_runs.py calibrate --on heldout  # ... or on the validation held out by photo
-    python bench/model_runs.py choose-seed --seeds 0 1  # that run's shadow_seed, once, on a fresh validation
+    python bench/model_runs.py choose-seed --seeds 0 1  # shadow_seed of the runs with shadows, on a fresh validation
     python bench/model_runs.py export --seeds 0 1  # the best full run on the held-out photos -> bundled/model.pt
     python bench/model_runs.py eval     # bench/results/model.md + .json (make eval-model)
     python bench/model_runs.py train --seeds 1 2   # the same runs under other seeds (runs/NAME-sS)
@@ -30,8 +30,12 @@ then the shadows' hysteresis ``shadow_seed``, then ``presence_threshold``, then 
 the mirrored photo, ``flip_tta``) are chosen
 per run on the compositions that training held out (its eval split), or with ``--on heldout`` on
 compositions of photos no run trains on, by the LayerD pair cost ``(RGB L1 + 1 - Alpha IoU) / 2``
-before merges; never on the benchmark.  The Debian packages are fetched with ``apt-get download``
-and unpacked under ``bench/work/model/debian`` (nothing is installed).
+before merges; never on the benchmark.  Then ``choose-seed`` sets ``shadow_seed`` again for the runs
+with a shadow branch, once, on a fresh validation (compositions of OpenCV's sample photographs, which
+nothing else uses) by the number of LayerD cells won against the pipeline at 0..5 merges
+(:func:`choose_seed`): the cost before merges does not see what the shadow layers cost after merges.
+The Debian packages are fetched with ``apt-get download`` and unpacked under ``bench/work/model/debian``
+(nothing is installed).
 """
 
 from __future__ import annotations
@@ -453,6 +457,7 @@ def best_full(seeds: list[int]) -> str:
 
 SEED_CANDIDATES = (0.0, *SHADOW_SEEDS)
 SEED_CHOICE = WORK / "seed-choice.json"
+"""``{run name: {"shadow_seed", "cells_won", "mean_cost"}}``: what :func:`choose_seed` chose, per run."""
 
 
 def cells_won(model: dict, pipeline: dict) -> int:
@@ -467,12 +472,21 @@ def mean_cost(report: dict) -> float:
     return sum(lv["cost"] for lv in report["levels"]) / len(report["levels"])
 
 
-def choose_seed(seeds: list[int]) -> None:
-    """Choose the shipped run's ``shadow_seed`` on the fresh validation (:func:`fresh`), by a rule fixed
-    before that set was built: of :data:`SEED_CANDIDATES` (the other settings as calibrated), the value
-    whose model wins the most of the 12 LayerD cells against the decompose pipeline on the same set,
-    ties to the lower cost averaged over 0..5 merges.  The rule asks of the fresh set what the
-    benchmark's criterion asks.  Writes ``WORK/seed-choice.json`` (what :func:`export` applies) and
+def rank_seeds(scored: dict[float, dict], pipeline: dict) -> tuple[float, dict[float, tuple[int, float]]]:
+    """The rule of :func:`choose_seed`: ``(chosen value, {value: (cells won, mean cost)})`` for the reports
+    ``scored`` (``{shadow_seed: LayerD report}``) against the ``pipeline``'s report on the same set: most
+    cells won, ties to the lower mean cost, then to the first value."""
+    rank = {s: (cells_won(r, pipeline), mean_cost(r)) for s, r in scored.items()}
+    return max(scored, key=lambda s: (rank[s][0], -rank[s][1])), rank
+
+
+def choose_seed(names: list[str]) -> None:
+    """Choose each run's ``shadow_seed`` on the fresh validation (:func:`fresh`), by a rule fixed before
+    that set was built: of :data:`SEED_CANDIDATES` (the other settings as calibrated), the value whose
+    model wins the most of the 12 LayerD cells against the decompose pipeline on the same set, ties to
+    the lower cost averaged over 0..5 merges.  The rule asks of the fresh set what the benchmark's
+    criterion asks.  ``names``: run folders with a shadow branch.  Adds to :data:`SEED_CHOICE` (what
+    :func:`settings`, and so :func:`export` and the tables, apply) and writes
     ``bench/results/model_seed_choice.md`` / ``.json``."""
     from run_eval import pipeline_stacks  # bench/ is on sys.path
 
@@ -480,55 +494,65 @@ def choose_seed(seeds: list[int]) -> None:
     from add_pipeline.eval.report import evaluate_stacks
     from add_pipeline.model.cli import eval_model
 
-    run = best_full(seeds)
     data = fresh()
     stacks, rejected = pipeline_stacks(data, ROOT / "bench" / "work" / "eval" / "fresh", seed=5)
     gt = read_stacks(data)
     pipeline = evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks})
-    scored = {s: eval_model(WORK / "runs" / run, data, inference={**(calibrated(run) or {}), "shadow_seed": s})
-              for s in SEED_CANDIDATES}
-    rank = {s: (cells_won(r, pipeline), mean_cost(r)) for s, r in scored.items()}
-    chosen = max(SEED_CANDIDATES, key=lambda s: (rank[s][0], -rank[s][1]))
-    SEED_CHOICE.write_text(json.dumps({"run": run, "shadow_seed": chosen}))
+    chosen = json.loads(SEED_CHOICE.read_text()) if SEED_CHOICE.exists() else {}
     n = len(pipeline["levels"])
     head = [f"RGB L1 @{k}" for k in range(n)] + [f"Alpha IoU @{k}" for k in range(n)] + ["cells won", "mean cost"]
     lines = ["# shadow_seed chosen on the fresh validation", "",
-             f"`python bench/model_runs.py choose-seed`: run `{run}`, {len(gt)} compositions of the "
-             f"{len(FRESH_PHOTOS)} photographs of Debian's `{FRESH_PACKAGE}` (no run, calibration or export saw "
-             "them). Rule, fixed before the set was built: most of the 12 cells won against the pipeline, ties "
-             "to the lower mean cost over 0..5 merges.", "",
+             f"`python bench/model_runs.py choose-seed`: {len(gt)} compositions of the {len(FRESH_PHOTOS)} "
+             f"photographs of Debian's `{FRESH_PACKAGE}` (no run, calibration or export saw them). Rule, fixed "
+             "before the set was built: most of the 12 cells won against the pipeline, ties to the lower mean "
+             "cost over 0..5 merges.", "",
              "| decomposer | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
 
     def row(name: str, r: dict, extra: list[str]) -> str:
         cells = [f"{lv['rgb_l1']:.3f}" for lv in r["levels"]] + [f"{lv['alpha_iou']:.3f}" for lv in r["levels"]]
         return f"| {name} | " + " | ".join([*cells, *extra]) + " |"
 
-    for s, r in scored.items():
-        lines.append(row(f"{run}, shadow_seed {s}" + (" (**chosen**)" if s == chosen else ""), r,
-                         [str(rank[s][0]), f"{rank[s][1]:.4f}"]))
+    models = {}
+    for run in names:
+        scored = {s: eval_model(WORK / "runs" / run, data, inference={**(calibrated(run) or {}), "shadow_seed": s})
+                  for s in SEED_CANDIDATES}
+        best, rank = rank_seeds(scored, pipeline)
+        chosen[run] = {"shadow_seed": best, "cells_won": rank[best][0], "mean_cost": rank[best][1]}
+        for s, r in scored.items():
+            lines.append(row(f"{run}, shadow_seed {s}" + (" (**chosen**)" if s == best else ""), r,
+                             [str(rank[s][0]), f"{rank[s][1]:.4f}"]))
+        models[run] = {str(s): {k: v for k, v in r.items() if k != "samples"} for s, r in scored.items()}
     lines += [row("decompose pipeline (cpu-default)", pipeline, ["", f"{mean_cost(pipeline):.4f}"]), "",
               f"Compositions the pipeline rejected (scored as the image as one layer): {len(rejected)}."]
+    SEED_CHOICE.write_text(json.dumps(chosen, indent=2))
     out = ROOT / "bench" / "results"
     (out / "model_seed_choice.md").write_text("\n".join(lines) + "\n")
-    strip = {str(s): {k: v for k, v in r.items() if k != "samples"} for s, r in scored.items()}
     (out / "model_seed_choice.json").write_text(json.dumps(
-        {"run": run, "chosen": chosen, "rank": {str(s): v for s, v in rank.items()}, "models": strip,
-         "pipeline": {k: v for k, v in pipeline.items() if k != "samples"}}, indent=2, default=float))
+        {"chosen": chosen, "models": models, "pipeline": {k: v for k, v in pipeline.items() if k != "samples"}},
+        indent=2, default=float))
     print("\n".join(lines))
 
 
+def settings(name: str) -> dict | None:
+    """The inference settings run ``name`` ships or is scored with: those calibrated on held-out training
+    compositions, with the ``shadow_seed`` :func:`choose_seed` chose for it if it did (None before
+    ``calibrate``)."""
+    found = calibrated(name)
+    if found is None:
+        return None
+    choice = json.loads(SEED_CHOICE.read_text()).get(name) if SEED_CHOICE.exists() else None
+    return {**found, "shadow_seed": choice["shadow_seed"]} if choice else found
+
+
 def export(seeds: list[int]) -> None:
-    """Export :func:`best_full` of ``seeds`` to ``add_pipeline/model/bundled/model.pt`` with its calibrated
-    inference settings, and the ``shadow_seed`` :func:`choose_seed` chose for that run if it did."""
+    """Export :func:`best_full` of ``seeds`` to ``add_pipeline/model/bundled/model.pt`` with its
+    :func:`settings`."""
     from add_pipeline.model.infer import export_slim
 
     best = best_full(seeds)
-    settings = dict(calibrated(best) or {})
-    if SEED_CHOICE.exists() and json.loads(SEED_CHOICE.read_text())["run"] == best:
-        settings["shadow_seed"] = json.loads(SEED_CHOICE.read_text())["shadow_seed"]
     dest = ROOT / "add_pipeline" / "model" / "bundled" / "model.pt"
-    export_slim(WORK / "runs" / best, dest, inference=settings)
-    print(f"exported {best} to {dest} ({dest.stat().st_size / 2**20:.2f} MB), settings {settings}")
+    export_slim(WORK / "runs" / best, dest, inference=settings(best))
+    print(f"exported {best} to {dest} ({dest.stat().st_size / 2**20:.2f} MB), settings {settings(best)}")
 
 
 def main() -> None:
@@ -563,7 +587,7 @@ def main() -> None:
     elif args.what == "fresh":
         print(fresh())
     elif args.what == "choose-seed":
-        choose_seed(args.seeds)
+        choose_seed([run_name(n, s) for s in args.seeds for n in args.runs if n != "no-shadow-branch"])
     elif args.what == "train":
         train(args.steps, args.runs, args.seeds)
     elif args.what == "calibrate":
