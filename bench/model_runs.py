@@ -277,16 +277,21 @@ EXPERIMENTS: dict[str, tuple[dict, bool]] = {
     "wide-full": ({"threads": 2, "model": {"widths": [24, 48, 72, 96, 144], "head_width": 24}}, False),
     "stamps-full": ({"threads": 2}, True),
     "no-shadow-jaccard-full": ({"threads": 2, "w_shadow_jaccard": 0.0}, False),
+    "object-shadow-full": ({"model": {"shadow_head": "object"}}, False),
 }
 """Recipes tried against the shipped one (``experiment``), each ``(overrides, with the stamps)``: the
 full recipe with a network 1.5x as wide (1.0 M parameters); with the Tux Paint cut-out scenes added to
 the data (``data --n-stamps``); without the shadows' soft-Jaccard loss (the shadow branch keeps its L1
-and KL losses).  ``bench/results/model-experiments.md`` holds their results on the six-photo data."""
+and KL losses).  ``bench/results/model-experiments.md`` holds their results on the six-photo data.
+``object-shadow-full``: the shadow mattes from a head per slot that sees its object's alpha
+(``model.shadow_head: object``), on the recipe's data, 1 thread like the recipe, trained under the
+recipe's seeds (``experiment --experiments object-shadow-full --seeds 0 1``;
+``bench/results/model-shadow-head.md``)."""
 
 
-def experiment(names: list[str], variant: str = "recipe") -> None:
-    """Train the :data:`EXPERIMENTS` ``names`` into ``runs/NAME`` (seed 0, otherwise the full recipe) on
-    the training data of ``variant``."""
+def experiment(names: list[str], variant: str = "recipe", seeds: tuple[int, ...] = (0,)) -> None:
+    """Train the :data:`EXPERIMENTS` ``names`` into ``runs/NAME`` (seed s > 0: ``runs/NAME-sS``; otherwise
+    the full recipe) on the training data of ``variant``: one recipe at a time, its seeds in parallel."""
     root = data_root(variant)
     if not (root / "dirs.json").exists():
         raise SystemExit(f"no training data in {root}: python bench/model_runs.py data --variant {variant}")
@@ -297,10 +302,10 @@ def experiment(names: list[str], variant: str = "recipe") -> None:
         overrides, with_stamps = EXPERIMENTS[name]
         if with_stamps and not (stamps / "_commits").is_dir():
             raise SystemExit(f"{name} needs the cut-out scenes: python bench/model_runs.py data --n-stamps 1800")
-        runs[name] = {**BASE, "seed": 0, **overrides}
+        runs[name] = {run_name(name, s): {**BASE, "seed": s, **overrides} for s in seeds}
         dirs[name] = [*base, str(stamps)] if with_stamps else base
-    for name in names:  # one at a time: each uses both cores
-        launch({name: runs[name]}, dirs[name])
+    for name in names:  # one recipe at a time: the two cores go to its threads or its seeds
+        launch(runs[name], dirs[name])
 
 
 def run_name(name: str, seed: int) -> str:
@@ -571,7 +576,7 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
                     help="train / calibrate: which runs (default all)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
-                    help="train / calibrate / export: seeds of each run (seed s > 0 trains into runs/NAME-sS; "
+                    help="train / calibrate / choose-seed / export / experiment: seeds of each run (seed s > 0 trains into runs/NAME-sS; "
                          "export ships the full run that does best on the validation held out by photo)")
     ap.add_argument("--finetuned", action="store_true", help="calibrate: the runs/NAME-ft runs of finetune")
     ap.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
@@ -595,7 +600,7 @@ def main() -> None:
         names = args.folders or [run_name(n, s) + suffix for s in args.seeds for n in args.runs]
         calibrate(names, args.on)
     elif args.what == "experiment":
-        experiment(args.experiments, args.variant)
+        experiment(args.experiments, args.variant, tuple(args.seeds))
     elif args.what == "finetune":
         finetune(args.runs)
     elif args.what == "export":

@@ -67,6 +67,30 @@ def test_forward_shapes_and_ranges() -> None:
         m(torch.rand(1, 3, 50, 64))
 
 
+def test_object_shadow_head_sees_its_own_slot() -> None:
+    """The per-slot shadow head: same shapes and ranges, starts at "no shadow", and a slot's shadow
+    depends on that slot's alpha, not on the other slot's."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{**TINY.__dict__, "shadow_head": "object"})
+    m = LayerDecomposer(cfg).eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        p = m(x)
+    assert p.shadow.shape == (2, 2, 1, 64, 96)
+    assert float(p.shadow.max()) < 0.02  # an untrained head predicts (almost) no shadow
+    for prm in m.shadow_head.parameters():  # a random head, so the output varies with its inputs
+        torch.nn.init.normal_(prm, std=0.3)
+    feats, img = torch.rand(1, cfg.head_width, 64, 96), torch.rand(1, 3, 64, 96)
+    a = torch.zeros(1, 2, 1, 64, 96)
+    b = a.clone()
+    b[0, 1, :, 20:40, 30:60] = 1.0  # only slot 1's alpha changes
+    with torch.no_grad():
+        sa, sb = m.shadow_head(feats, img, a), m.shadow_head(feats, img, b)
+    assert torch.equal(sa[:, 0], sb[:, 0]) and not torch.allclose(sa[:, 1], sb[:, 1])
+    with pytest.raises(ValueError, match="shadow_head"):
+        ModelConfig(shadow_head="separate")
+
+
 def test_config_round_trip(tmp_path: Path) -> None:
     cfg = tiny_config(restoration_loss=False)
     for name in ("c.yaml", "c.json"):

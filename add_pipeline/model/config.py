@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+SHADOW_HEADS = ("shared", "object")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -36,6 +38,10 @@ class ModelConfig:
         refine_width: channels of the boundary refiner (the restoration branch).
         shadow_branch: predict one shadow matte per slot (shadow-guided learning).  Off: no shadow
             head, no shadow loss; shadows are part of the background target.
+        shadow_head: where the shadow mattes come from: ``"shared"``, the layer head's 1x1 output
+            beside the alphas and colours; ``"object"``, a small head per slot that also sees that
+            slot's coarse alpha (detached) and ~60 px around it, so a shadow is predicted next to
+            its own object (:class:`~add_pipeline.model.model.ObjectShadowHead`).
     """
 
     size: int = 256
@@ -44,8 +50,11 @@ class ModelConfig:
     slots: int = 2
     refine_width: int = 8
     shadow_branch: bool = True
+    shadow_head: str = "shared"
 
     def __post_init__(self) -> None:
+        if self.shadow_head not in SHADOW_HEADS:
+            raise ValueError(f"model.shadow_head must be one of {SHADOW_HEADS}, got {self.shadow_head!r}")
         if self.size < 32 or self.size % 32:
             raise ValueError(f"model.size must be a multiple of 32 and >= 32, got {self.size}")
         if len(self.widths) != 5 or any(int(w) < 1 for w in self.widths):

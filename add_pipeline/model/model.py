@@ -122,6 +122,45 @@ class BoundaryRefiner(nn.Module):
         return a, c
 
 
+class ObjectShadowHead(nn.Module):
+    """One slot's shadow matte from the layer head's features, the photo and that slot's coarse alpha.
+
+    A cast shadow lies next to the object that casts it; the shared head predicts every slot's
+    shadow from the same features and also marks dark background far from any object.  This head
+    sees the slot's alpha (detached: the shadow loss does not move the object's matte) at half
+    resolution (shadows are soft) through a branch at 1/2 and one at 1/4 dilated 2 and 4 (~60 px
+    around the object), and upsamples its logits.  The last conv starts at zero with bias -4, so an
+    untrained head predicts no shadow.
+    """
+
+    def __init__(self, cin: int, width: int) -> None:
+        super().__init__()
+        self.entry = ConvBlock(cin + 4, width)
+        self.wide = nn.Sequential(
+            ConvBlock(width, 2 * width, stride=2),
+            ConvBlock(2 * width, 2 * width, dilation=2),
+            ConvBlock(2 * width, 2 * width, dilation=4),
+        )
+        self.fuse = ConvBlock(3 * width, width)
+        self.out = nn.Conv2d(width, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, -4.0)
+
+    def forward(self, feats: torch.Tensor, image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """``feats``: ``BxCxHxW``, ``image``: ``Bx3xHxW``, ``alpha``: ``BxKx1xHxW`` in [0, 1] (H and W
+        even); returns shadow strength ``BxKx1xHxW`` in [0, 1]."""
+        b, k = alpha.shape[:2]
+        h, w = alpha.shape[-2:]
+        shared = F.avg_pool2d(torch.cat([feats, image], dim=1), 2)
+        own = F.avg_pool2d(alpha.detach().reshape(b * k, 1, h, w), 2)
+        x = torch.cat([shared.repeat_interleave(k, dim=0), own], dim=1)
+        f = self.entry(x)
+        g = F.interpolate(self.wide(f), size=f.shape[-2:], mode="bilinear", align_corners=False)
+        logit = F.interpolate(self.out(self.fuse(torch.cat([f, g], dim=1))), size=(h, w), mode="bilinear",
+                              align_corners=False)
+        return torch.sigmoid(logit).reshape(b, k, 1, h, w)
+
+
 class LayerDecomposer(nn.Module):
     """U-Net encoder/decoder (strides 2..32) with a full-resolution layer head and a boundary refiner."""
 
@@ -141,14 +180,17 @@ class LayerDecomposer(nn.Module):
         hw = config.head_width
         self.image_feat = ConvBlock(3, hw)  # full-resolution detail the decoder (stride 2) lacks
         self.head = ConvBlock(w[0] + hw, hw)
-        n_out = 3 + k * 4 + (k if config.shadow_branch else 0)
+        shared_shadow = config.shadow_branch and config.shadow_head == "shared"
+        n_out = 3 + k * 4 + (k if shared_shadow else 0)
         self.out = nn.Conv2d(hw, n_out, 1)  # 1x1: the 3x3 head already mixes neighbours
         nn.init.zeros_(self.out.weight)  # start as "background = photo, colours = photo"
         with torch.no_grad():
             self.out.bias.zero_()
             self.out.bias[3 : 3 + k] = -3.0  # alphas start near 0: empty slots are the common case
-            if config.shadow_branch:
+            if shared_shadow:
                 self.out.bias[3 + 4 * k :] = -4.0
+        object_shadow = config.shadow_branch and config.shadow_head == "object"
+        self.shadow_head = ObjectShadowHead(hw, hw) if object_shadow else None
         self.refiner = BoundaryRefiner(config.refine_width)
 
     def forward(self, image: torch.Tensor, refine: torch.Tensor | None = None) -> LayerPrediction:
@@ -177,13 +219,19 @@ class LayerDecomposer(nn.Module):
             x = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
             x = self.up[i](torch.cat([x, skips[i]], dim=1))
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-        y = self.out(self.head(torch.cat([x, self.image_feat(image)], dim=1)))
+        feats = self.head(torch.cat([x, self.image_feat(image)], dim=1))
+        y = self.out(feats)
 
         img_logit = _logit(image)
         background = torch.sigmoid(img_logit + y[:, :3])
         alpha_c = torch.sigmoid(y[:, 3 : 3 + k]).unsqueeze(2)
         color = torch.sigmoid(img_logit.unsqueeze(1) + y[:, 3 + k : 3 + 4 * k].reshape(b, k, 3, h, w))
-        shadow = torch.sigmoid(y[:, 3 + 4 * k :]).unsqueeze(2) if self.config.shadow_branch else None
+        if self.shadow_head is not None:
+            shadow = self.shadow_head(feats, image, alpha_c)
+        elif self.config.shadow_branch:
+            shadow = torch.sigmoid(y[:, 3 + 4 * k :]).unsqueeze(2)
+        else:
+            shadow = None
 
         alpha = alpha_c
         if refine is None:
