@@ -159,6 +159,53 @@ def experiments_report() -> None:
     print("\n".join(lines))
 
 
+def shadow_head_report() -> None:
+    """``bench/results/model-shadow-head.md``: the recipe's shared shadow head (``full``) against the
+    per-slot head that sees its object (``object-shadow-full``), seeds 0 and 1, each run with its own
+    settings (calibrated, shadow seed chosen on the fresh validation), on the validation held out by
+    photo (where the choice between them is made), the fresh validation and the benchmark, with the
+    pipeline on each; "cells won": of the 12 LayerD cells, those the run beats the pipeline in."""
+    from model_runs import cells_won, fresh, heldout, mean_cost, run_name, settings  # bench/ is on sys.path
+    from run_eval import pipeline_stacks
+
+    work = ROOT / "bench" / "work" / "eval"
+    sets = {"held out by photo": (heldout(), work / "heldout", 3), "fresh validation": (fresh(), work / "fresh", 5),
+            "benchmark": (BENCH, work, 2605)}  # the pipeline's runs of heldout_reports, choose-seed, make eval
+    cols = {**SEED_METRICS, "mean cost 0..5": mean_cost}
+    lines = ["# Experiment: a shadow head per slot that sees its object", "",
+             "`python bench/model_runs.py experiment --experiments object-shadow-full --seeds 0 1` (the recipe with "
+             "`model.shadow_head: object`), then `calibrate` and `choose-seed --folders` for its runs. Rule, fixed "
+             "before training: it replaces the shared head only if, held out by photo, the mean over both seeds of "
+             "the mean cost over 0..5 merges is lower and the shadow IoU higher.", ""]
+    for title, (data, pipe_work, seed) in sets.items():
+        stacks, _ = pipeline_stacks(data, pipe_work, seed=seed)
+        gt = read_stacks(data)
+        pipeline = evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks})
+        lines += [f"## {title}", "", "| head | run | " + " | ".join([*cols, "cells won"]) + " |",
+                  "|" + "---|" * (len(cols) + 3)]
+        for head, recipe in (("shared (shipped recipe)", "full"), ("object", "object-shadow-full")):
+            reports = [eval_model(RUNS / run_name(recipe, s), data, inference=settings(run_name(recipe, s)))
+                       for s in (0, 1)]
+            for s, r in zip((0, 1), reports, strict=True):
+                lines.append(f"| {head} | {run_name(recipe, s)} | " + " | ".join(f"{f(r):.4f}" for f in cols.values())
+                             + f" | {cells_won(r, pipeline)} |")
+            means = [statistics.mean(f(r) for r in reports) for f in cols.values()]
+            lines.append(f"| {head} | mean of 2 | " + " | ".join(f"**{m:.4f}**" for m in means) + " | |")
+        lines += ["| decompose pipeline | | " + " | ".join(f"{f(pipeline):.4f}" for f in cols.values()) + " | |", ""]
+    lines += ["## The shadow mattes themselves", "",
+              "Held out by photo, every shadow region kept (`shadow_seed` 0, the other settings as above), before "
+              "merges: how good each head's shadow mattes are, before the hysteresis drops the doubtful ones.", "",
+              "| head | run | shadow IoU | shadow MAE |", "|---|---|---|---|"]
+    for head, recipe in (("shared (shipped recipe)", "full"), ("object", "object-shadow-full")):
+        for s in (0, 1):
+            run = run_name(recipe, s)
+            k = eval_model(RUNS / run, heldout(), inference={**(settings(run) or {}), "shadow_seed": 0.0},
+                           max_merges=0)["kinds"]
+            lines.append(f"| {head} | {run} | {k['shadow_iou']:.4f} | {k['shadow_mae']:.4f} |")
+    (ROOT / "bench" / "results" / "model-shadow-head.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def heldout_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[str, dict[str, Any]]:
     """The models and the decompose pipeline on the validation held out by photo (LayerD protocol)."""
     from model_runs import heldout  # bench/ is on sys.path
@@ -361,5 +408,7 @@ if __name__ == "__main__":
         finetune_report()
     elif "--experiments" in sys.argv[1:]:
         experiments_report()
+    elif "--shadow-head" in sys.argv[1:]:
+        shadow_head_report()
     else:
         main()

@@ -462,7 +462,8 @@ def best_full(seeds: list[int]) -> str:
 
 SEED_CANDIDATES = (0.0, *SHADOW_SEEDS)
 SEED_CHOICE = WORK / "seed-choice.json"
-"""``{run name: {"shadow_seed", "cells_won", "mean_cost"}}``: what :func:`choose_seed` chose, per run."""
+"""``{run name: {"shadow_seed", "cells_won", "mean_cost", "levels": {candidate: LayerD levels}}}``: what
+:func:`choose_seed` chose, per run, and the scores it chose by."""
 
 
 def cells_won(model: dict, pipeline: dict) -> int:
@@ -491,7 +492,7 @@ def choose_seed(names: list[str]) -> None:
     model wins the most of the 12 LayerD cells against the decompose pipeline on the same set, ties to
     the lower cost averaged over 0..5 merges.  The rule asks of the fresh set what the benchmark's
     criterion asks.  ``names``: run folders with a shadow branch.  Adds to :data:`SEED_CHOICE` (what
-    :func:`settings`, and so :func:`export` and the tables, apply) and writes
+    :func:`settings`, and so :func:`export` and the tables, apply) and writes every run chosen so far to
     ``bench/results/model_seed_choice.md`` / ``.json``."""
     from run_eval import pipeline_stacks  # bench/ is on sys.path
 
@@ -517,24 +518,24 @@ def choose_seed(names: list[str]) -> None:
         cells = [f"{lv['rgb_l1']:.3f}" for lv in r["levels"]] + [f"{lv['alpha_iou']:.3f}" for lv in r["levels"]]
         return f"| {name} | " + " | ".join([*cells, *extra]) + " |"
 
-    models = {}
     for run in names:
         scored = {s: eval_model(WORK / "runs" / run, data, inference={**(calibrated(run) or {}), "shadow_seed": s})
                   for s in SEED_CANDIDATES}
         best, rank = rank_seeds(scored, pipeline)
-        chosen[run] = {"shadow_seed": best, "cells_won": rank[best][0], "mean_cost": rank[best][1]}
-        for s, r in scored.items():
-            lines.append(row(f"{run}, shadow_seed {s}" + (" (**chosen**)" if s == best else ""), r,
-                             [str(rank[s][0]), f"{rank[s][1]:.4f}"]))
-        models[run] = {str(s): {k: v for k, v in r.items() if k != "samples"} for s, r in scored.items()}
+        chosen[run] = {"shadow_seed": best, "cells_won": rank[best][0], "mean_cost": rank[best][1],
+                       "levels": {str(s): r["levels"] for s, r in scored.items()}}
+    SEED_CHOICE.write_text(json.dumps(chosen, indent=2))
+    for run, choice in chosen.items():  # every run chosen so far, from the levels kept in SEED_CHOICE
+        for s, levels in choice["levels"].items():
+            r = {"levels": levels}
+            lines.append(row(f"{run}, shadow_seed {s}" + (" (**chosen**)" if float(s) == choice["shadow_seed"] else ""),
+                             r, [str(cells_won(r, pipeline)), f"{mean_cost(r):.4f}"]))
     lines += [row("decompose pipeline (cpu-default)", pipeline, ["", f"{mean_cost(pipeline):.4f}"]), "",
               f"Compositions the pipeline rejected (scored as the image as one layer): {len(rejected)}."]
-    SEED_CHOICE.write_text(json.dumps(chosen, indent=2))
     out = ROOT / "bench" / "results"
     (out / "model_seed_choice.md").write_text("\n".join(lines) + "\n")
     (out / "model_seed_choice.json").write_text(json.dumps(
-        {"chosen": chosen, "models": models, "pipeline": {k: v for k, v in pipeline.items() if k != "samples"}},
-        indent=2, default=float))
+        {"chosen": chosen, "pipeline": {k: v for k, v in pipeline.items() if k != "samples"}}, indent=2, default=float))
     print("\n".join(lines))
 
 
@@ -576,13 +577,14 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
                     help="train / calibrate: which runs (default all)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
-                    help="train / calibrate / choose-seed / export / experiment: seeds of each run (seed s > 0 trains into runs/NAME-sS; "
-                         "export ships the full run that does best on the validation held out by photo)")
+                    help="train / calibrate / choose-seed / export / experiment: seeds of each run (seed s > 0 "
+                         "trains into runs/NAME-sS; export ships the full run that does best on the validation "
+                         "held out by photo)")
     ap.add_argument("--finetuned", action="store_true", help="calibrate: the runs/NAME-ft runs of finetune")
     ap.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
                     help="experiment: which recipes to train")
     ap.add_argument("--folders", nargs="+", default=[],
-                    help="calibrate: these run folders under runs/ instead (e.g. the experiments' runs)")
+                    help="calibrate / choose-seed: these run folders under runs/ instead (e.g. the experiments' runs)")
     ap.add_argument("--on", choices=VALIDATIONS, default="training", help="calibrate: on which validation set")
     args = ap.parse_args()
     if args.what == "data":
@@ -592,7 +594,7 @@ def main() -> None:
     elif args.what == "fresh":
         print(fresh())
     elif args.what == "choose-seed":
-        choose_seed([run_name(n, s) for s in args.seeds for n in args.runs if n != "no-shadow-branch"])
+        choose_seed(args.folders or [run_name(n, s) for s in args.seeds for n in args.runs if n != "no-shadow-branch"])
     elif args.what == "train":
         train(args.steps, args.runs, args.seeds)
     elif args.what == "calibrate":
