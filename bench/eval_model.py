@@ -166,7 +166,7 @@ def shadow_head_report() -> None:
     photo (where the choice between them is made), the fresh validation and the benchmark, with the
     pipeline on each; "cells won": of the 12 LayerD cells, those the run beats the pipeline in."""
     from model_runs import cells_won, fresh, heldout, mean_cost, run_name, settings  # bench/ is on sys.path
-    from run_eval import pipeline_stacks
+    from run_eval import pipeline_report
 
     work = ROOT / "bench" / "work" / "eval"
     sets = {"held out by photo": (heldout(), work / "heldout", 3), "fresh validation": (fresh(), work / "fresh", 5),
@@ -178,9 +178,7 @@ def shadow_head_report() -> None:
              "before training: it replaces the shared head only if, held out by photo, the mean over both seeds of "
              "the mean cost over 0..5 merges is lower and the shadow IoU higher.", ""]
     for title, (data, pipe_work, seed) in sets.items():
-        stacks, _ = pipeline_stacks(data, pipe_work, seed=seed)
-        gt = read_stacks(data)
-        pipeline = evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks})
+        pipeline, _ = pipeline_report(data, pipe_work, seed=seed)
         lines += [f"## {title}", "", "| head | run | " + " | ".join([*cols, "cells won"]) + " |",
                   "|" + "---|" * (len(cols) + 3)]
         for head, recipe in (("shared (shipped recipe)", "full"), ("object", "object-shadow-full")):
@@ -209,13 +207,13 @@ def shadow_head_report() -> None:
 def heldout_reports(models: dict[str, tuple[str | Path, dict | None]]) -> dict[str, dict[str, Any]]:
     """The models and the decompose pipeline on the validation held out by photo (LayerD protocol)."""
     from model_runs import heldout  # bench/ is on sys.path
-    from run_eval import baselines, pipeline_stacks
+    from run_eval import baselines, pipeline_report
 
     data = heldout()
     reports = {name: eval_model(src, data, inference=inference) for name, (src, inference) in models.items()}
-    pipeline, _ = pipeline_stacks(data, ROOT / "bench" / "work" / "eval" / "heldout", seed=3)
+    work = ROOT / "bench" / "work" / "eval" / "heldout"
+    reports["decompose pipeline (cpu-default)"], _ = pipeline_report(data, work, seed=3)
     gt = read_stacks(data)
-    reports["decompose pipeline (cpu-default)"] = evaluate_stacks(pipeline, {sid: gt[sid] for sid in pipeline})
     single = baselines(data)["single layer (image)"]
     reports["single layer (image)"] = evaluate_stacks(single, {sid: gt[sid] for sid in single})
     return reports
@@ -231,7 +229,7 @@ def shadow_seed_table(scored: dict[str, tuple[dict[str, Any], dict[str, Any]]], 
     pipeline's row of each set for reference.  ``scored``: ``{set name: (the bundled model's report as
     shipped, the pipeline's report)}``; ``shipped``: the bundled model's own ``shadow_seed``.  Only the
     other seeds are run here."""
-    from model_runs import heldout  # bench/ is on sys.path
+    from model_runs import heldout, level_cells  # bench/ is on sys.path
 
     sets = {"benchmark": BENCH, "held out by photo": heldout()}
     n = len(next(iter(scored.values()))[0]["levels"])
@@ -239,8 +237,7 @@ def shadow_seed_table(scored: dict[str, tuple[dict[str, Any], dict[str, Any]]], 
     lines = ["| set | decomposer | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 2)]
 
     def row(title: str, name: str, r: dict[str, Any]) -> str:
-        cells = [f"{lv['rgb_l1']:.3f}" for lv in r["levels"]] + [f"{lv['alpha_iou']:.3f}" for lv in r["levels"]]
-        return f"| {title} | {name} | " + " | ".join([*cells, f"{r['kinds']['shadow_iou']:.3f}"]) + " |"
+        return f"| {title} | {name} | " + " | ".join([*level_cells(r), f"{r['kinds']['shadow_iou']:.3f}"]) + " |"
 
     for title, data in sets.items():
         as_shipped, pipeline = scored[title]

@@ -478,6 +478,11 @@ def mean_cost(report: dict) -> float:
     return sum(lv["cost"] for lv in report["levels"]) / len(report["levels"])
 
 
+def level_cells(report: dict) -> list[str]:
+    """Table cells of a LayerD report: RGB L1 at every merge level, then Alpha IoU, 3 decimals."""
+    return [f"{lv['rgb_l1']:.3f}" for lv in report["levels"]] + [f"{lv['alpha_iou']:.3f}" for lv in report["levels"]]
+
+
 def rank_seeds(scored: dict[float, dict], pipeline: dict) -> tuple[float, dict[float, tuple[int, float]]]:
     """The rule of :func:`choose_seed`: ``(chosen value, {value: (cells won, mean cost)})`` for the reports
     ``scored`` (``{shadow_seed: LayerD report}``) against the ``pipeline``'s report on the same set: most
@@ -494,29 +499,24 @@ def choose_seed(names: list[str]) -> None:
     criterion asks.  ``names``: run folders with a shadow branch.  Adds to :data:`SEED_CHOICE` (what
     :func:`settings`, and so :func:`export` and the tables, apply) and writes every run chosen so far to
     ``bench/results/model_seed_choice.md`` / ``.json``."""
-    from run_eval import pipeline_stacks  # bench/ is on sys.path
+    from run_eval import pipeline_report  # bench/ is on sys.path
 
-    from add_pipeline.eval.readers import read_stacks
-    from add_pipeline.eval.report import evaluate_stacks
     from add_pipeline.model.cli import eval_model
 
     data = fresh()
-    stacks, rejected = pipeline_stacks(data, ROOT / "bench" / "work" / "eval" / "fresh", seed=5)
-    gt = read_stacks(data)
-    pipeline = evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks})
+    pipeline, rejected = pipeline_report(data, ROOT / "bench" / "work" / "eval" / "fresh", seed=5)
     chosen = json.loads(SEED_CHOICE.read_text()) if SEED_CHOICE.exists() else {}
     n = len(pipeline["levels"])
     head = [f"RGB L1 @{k}" for k in range(n)] + [f"Alpha IoU @{k}" for k in range(n)] + ["cells won", "mean cost"]
     lines = ["# shadow_seed chosen on the fresh validation", "",
-             f"`python bench/model_runs.py choose-seed`: {len(gt)} compositions of the {len(FRESH_PHOTOS)} "
+             f"`python bench/model_runs.py choose-seed`: {pipeline['count']} compositions of the {len(FRESH_PHOTOS)} "
              f"photographs of Debian's `{FRESH_PACKAGE}` (no run, calibration or export saw them). Rule, fixed "
              "before the set was built: most of the 12 cells won against the pipeline, ties to the lower mean "
              "cost over 0..5 merges.", "",
              "| decomposer | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
 
     def row(name: str, r: dict, extra: list[str]) -> str:
-        cells = [f"{lv['rgb_l1']:.3f}" for lv in r["levels"]] + [f"{lv['alpha_iou']:.3f}" for lv in r["levels"]]
-        return f"| {name} | " + " | ".join([*cells, *extra]) + " |"
+        return f"| {name} | " + " | ".join([*level_cells(r), *extra]) + " |"
 
     for run in names:
         scored = {s: eval_model(WORK / "runs" / run, data, inference={**(calibrated(run) or {}), "shadow_seed": s})

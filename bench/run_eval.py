@@ -81,6 +81,14 @@ def pipeline_stacks(bench: Path, work: Path, seed: int, workers: int | None = No
             sorted(set(single) - set(decomposed)))
 
 
+def pipeline_report(bench: Path, work: Path, seed: int) -> tuple[dict, list[str]]:
+    """:func:`pipeline_stacks` scored against ``bench``'s ground truth (LayerD protocol and per-kind
+    figures, :func:`~add_pipeline.eval.report.evaluate_stacks`): ``(report, rejected ids)``."""
+    stacks, rejected = pipeline_stacks(bench, work, seed)
+    gt = read_stacks(bench)
+    return evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks}), rejected
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench", type=Path, default=ROOT / "bench" / "work" / "synth")
