@@ -319,6 +319,11 @@ def main() -> None:
     # same seed, is scored with its own, chosen the same way (bench/model_runs.py calibrate, choose-seed).
     bundled = load_model("bundled").train_config
     ablations = {RECIPES[r]: run_name(r, bundled.seed) for r in ("no-shadow-branch", "no-restoration-loss")}
+    missing = [run for run in ablations.values() if not (RUNS / run / "ckpt.pt").exists() or settings(run) is None]
+    if missing:
+        raise SystemExit(f"make eval-model compares the bundled model with the ablations {missing}, trained and "
+                         f"calibrated under {RUNS}: run `make model` first (about 2 hours on 2 cores); "
+                         "`liwi eval-model --model bundled --data BENCH --out REPORT` scores the bundled model alone")
     models = {"bundled model (full)": ("bundled", None),
               **{label: (RUNS / run, settings(run)) for label, run in ablations.items()}}
     for name, (src, inference) in models.items():
