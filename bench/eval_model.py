@@ -169,7 +169,8 @@ def shadow_head_report() -> None:
     from run_eval import pipeline_report
 
     work = ROOT / "bench" / "work" / "eval"
-    sets = {"held out by photo": (heldout(), work / "heldout", 3), "fresh validation": (fresh(), work / "fresh", 5),
+    held = heldout()
+    sets = {"held out by photo": (held, work / "heldout", 3), "fresh validation": (fresh(), work / "fresh", 5),
             "benchmark": (BENCH, work, 2605)}  # the pipeline's runs of heldout_reports, choose-seed, make eval
     cols = {**SEED_METRICS, "mean cost 0..5": mean_cost}
     lines = ["# Experiment: a shadow head per slot that sees its object", "",
@@ -182,10 +183,10 @@ def shadow_head_report() -> None:
         lines += [f"## {title}", "", "| head | run | " + " | ".join([*cols, "cells won"]) + " |",
                   "|" + "---|" * (len(cols) + 3)]
         for head, recipe in (("shared (shipped recipe)", "full"), ("object", "object-shadow-full")):
-            reports = [eval_model(RUNS / run_name(recipe, s), data, inference=settings(run_name(recipe, s)))
-                       for s in (0, 1)]
-            for s, r in zip((0, 1), reports, strict=True):
-                lines.append(f"| {head} | {run_name(recipe, s)} | " + " | ".join(f"{f(r):.4f}" for f in cols.values())
+            runs = [run_name(recipe, s) for s in (0, 1)]
+            reports = [eval_model(RUNS / run, data, inference=settings(run)) for run in runs]
+            for run, r in zip(runs, reports, strict=True):
+                lines.append(f"| {head} | {run} | " + " | ".join(f"{f(r):.4f}" for f in cols.values())
                              + f" | {cells_won(r, pipeline)} |")
             means = [statistics.mean(f(r) for r in reports) for f in cols.values()]
             lines.append(f"| {head} | mean of 2 | " + " | ".join(f"**{m:.4f}**" for m in means) + " | |")
@@ -197,7 +198,7 @@ def shadow_head_report() -> None:
     for head, recipe in (("shared (shipped recipe)", "full"), ("object", "object-shadow-full")):
         for s in (0, 1):
             run = run_name(recipe, s)
-            k = eval_model(RUNS / run, heldout(), inference={**(settings(run) or {}), "shadow_seed": 0.0},
+            k = eval_model(RUNS / run, held, inference={**(settings(run) or {}), "shadow_seed": 0.0},
                            max_merges=0)["kinds"]
             lines.append(f"| {head} | {run} | {k['shadow_iou']:.4f} | {k['shadow_mae']:.4f} |")
     (ROOT / "bench" / "results" / "model-shadow-head.md").write_text("\n".join(lines) + "\n")
@@ -382,18 +383,17 @@ def main() -> None:
                   f"The {next(iter(real.values()))['count']} libcom composites of `../shared/data/groundtruth` "
                   "(a real object pasted on a real photo; the ground truth is the paste, not the pipeline):", "",
                   *composites_table(real)]
+    vs_pipeline = {title: (r["bundled model (full)"], r["decompose pipeline (cpu-default)"])
+                   for title, r in (("benchmark", reports), ("held out by photo", held))}
     lines += ["", "## Shadow hysteresis", "",
               "The bundled model with its shadow regions kept only where they reach `shadow_seed` (the other "
               "settings as calibrated; 0 keeps every region above `shadow_floor`), on both sets:", "",
-              *shadow_seed_table({title: (r["bundled model (full)"], r["decompose pipeline (cpu-default)"])
-                                  for title, r in (("benchmark", reports), ("held out by photo", held))},
-                                 bundled.shadow_seed)]
+              *shadow_seed_table(vs_pipeline, bundled.shadow_seed)]
     lines += ["", "## How sure: paired bootstrap against the pipeline", "",
               "The bundled model (as shipped) minus the pipeline, per LayerD cell: the mean over samples of the "
               "per-sample difference, signed so that > 0 means the model is better, with its 95% paired "
               "bootstrap interval; an interval that excludes 0 is a difference these samples establish.", "",
-              *paired_table({title: (r["bundled model (full)"], r["decompose pipeline (cpu-default)"])
-                             for title, r in (("benchmark", reports), ("held out by photo", held))})]
+              *paired_table(vs_pipeline)]
     if any(len(v) > 1 for v in by_seed.values()):
         lines += ["", "## Seeds", "",
                   f"The three recipes under every seed trained (the table above: seed {bundled.seed}), each with "

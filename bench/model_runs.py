@@ -119,16 +119,20 @@ KDE Plasma's), picked by eye; the illustrations and renders beside them are left
 benchmark photo or a photo of the held-out validation (``mate-backgrounds``)."""
 
 
+def package_files(package: str, folder: str, names: list[str]) -> list[Path]:
+    """The files ``names`` under ``folder`` of Debian ``package`` (fetched and unpacked once), all of
+    them or a clear error naming those missing."""
+    root = debian_package(package) / folder
+    missing = [name for name in names if not (root / name).is_file()]
+    if missing:
+        raise SystemExit(f"{package}: the unpacked package lacks {missing} (another version of it?)")
+    return [root / name for name in names]
+
+
 def extra_photo_paths() -> list[Path]:
     """The photographs of :data:`PHOTO_PACKAGES` (each package fetched and unpacked once)."""
-    paths = []
-    for package, (folder, names) in PHOTO_PACKAGES.items():
-        root = debian_package(package) / folder
-        missing = [n for n in names if not (root / n).is_file()]
-        if missing:
-            raise SystemExit(f"{package}: the unpacked package lacks {missing} (another version of it?)")
-        paths += [root / n for n in names]
-    return paths
+    return [path for package, (folder, names) in PHOTO_PACKAGES.items()
+            for path in package_files(package, folder, names)]
 
 
 def stamp_paths() -> list[Path]:
@@ -197,11 +201,8 @@ def fresh(n: int = 48) -> Path:
     """The fresh validation: ``n`` compositions (seed 5) of the assets the pipeline curates from
     :data:`FRESH_PHOTOS`.  Built once under ``WORK/data/fresh``; it exists to choose ``shadow_seed``
     once, by the rule of :func:`choose_seed`."""
-    root = debian_package(FRESH_PACKAGE) / "usr" / "share" / "doc" / "opencv-doc" / "examples"
-    missing = [n for n in FRESH_PHOTOS if not (root / n).is_file()]
-    if missing:
-        raise SystemExit(f"{FRESH_PACKAGE}: the unpacked package lacks {missing} (another version of it?)")
-    return photo_validation("fresh", [root / n for n in FRESH_PHOTOS], seed=5, n=n)
+    photos = package_files(FRESH_PACKAGE, "usr/share/doc/opencv-doc/examples", FRESH_PHOTOS)
+    return photo_validation("fresh", photos, seed=5, n=n)
 
 
 DATA_VARIANTS = ("recipe", "six-photos")

@@ -81,10 +81,10 @@ def pipeline_stacks(bench: Path, work: Path, seed: int, workers: int | None = No
             sorted(set(single) - set(decomposed)))
 
 
-def pipeline_report(bench: Path, work: Path, seed: int) -> tuple[dict, list[str]]:
+def pipeline_report(bench: Path, work: Path, seed: int, workers: int | None = None) -> tuple[dict, list[str]]:
     """:func:`pipeline_stacks` scored against ``bench``'s ground truth (LayerD protocol and per-kind
     figures, :func:`~add_pipeline.eval.report.evaluate_stacks`): ``(report, rejected ids)``."""
-    stacks, rejected = pipeline_stacks(bench, work, seed)
+    stacks, rejected = pipeline_stacks(bench, work, seed, workers)
     gt = read_stacks(bench)
     return evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks}), rejected
 
@@ -100,11 +100,11 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     split = synth(args.bench, n=args.n, seed=args.seed, workers=args.workers, progress=False)
-    pipeline, missing = pipeline_stacks(args.bench, args.work, args.seed, args.workers)
+    pipeline, missing = pipeline_report(args.bench, args.work, args.seed, args.workers)
     gt = read_stacks(args.bench)
     trivial = baselines(args.bench)
     single = trivial["single layer (image)"]
-    reports = {"decompose pipeline (cpu-default)": evaluate_stacks(pipeline, {sid: gt[sid] for sid in pipeline})}
+    reports = {"decompose pipeline (cpu-default)": pipeline}
     for name, stacks in trivial.items():
         reports[name] = evaluate_stacks(stacks, {sid: gt[sid] for sid in stacks})
     real = score_real(GROUNDTRUTH, load_workflow("cpu-default"), args.work / "real") if GROUNDTRUTH.is_dir() \
