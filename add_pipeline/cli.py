@@ -45,6 +45,9 @@ def run(input_: str, out: Path, workflow: str, limit: int | None, shard_size: in
     except (RunError, ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     last = stats["last_run"]
+    if stats.get("fallback"):
+        fb = stats["fallback"]
+        click.echo(f"warning: ran {fb['to']} instead of {fb['from']}: {fb['reason']}", err=True)
     click.echo(f"done: {last['processed']} processed this run ({last['accepted']} accepted, {last['rejected']} "
                f"rejected) in {last['wall_s']:.1f}s, {last['images_per_s']:.2f} img/s; "
                f"{stats['accepted']}/{stats['inputs_done']} accepted overall -> {out}")
@@ -61,6 +64,11 @@ def stats(out: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(s, indent=2, sort_keys=True))
         return
+    if s.get("workflow"):
+        click.echo(f"workflow     {s['workflow']}")
+    if s.get("fallback"):
+        fb = s["fallback"]
+        click.echo(f"fallback     {fb['from']} -> {fb['to']}: {fb['reason']}")
     click.echo(f"inputs done  {s['inputs_done']}")
     click.echo(f"accepted     {s['accepted']}  ({100 * s['acceptance_rate']:.1f}%)")
     click.echo(f"rejected     {s['rejected']}")
@@ -195,6 +203,9 @@ def compose_cmd(assets: Path, out: Path, n: int, seed: int, workflow: str, shard
     except (RunError, ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     last = stats["last_run"]
+    if stats.get("fallback"):
+        fb = stats["fallback"]
+        click.echo(f"warning: ran {fb['to']} instead of {fb['from']}: {fb['reason']}", err=True)
     click.echo(f"done: {last['processed']} composed this run ({last['accepted']} accepted, {last['rejected']} "
                f"rejected); {stats['accepted']} in {out}")
 

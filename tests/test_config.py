@@ -7,19 +7,28 @@ from add_pipeline.exec.runner import tool_spec
 from add_pipeline.tools.base import ToolError, build_tool
 
 
-def test_cpu_default_resolves_every_step():
-    wf = load_workflow("cpu-default")
+def test_cpu_classical_resolves_every_step():
+    wf = load_workflow("cpu-classical")
     for step in wf.steps:
         card = wf.card(step)
         assert card.family == step
         assert card.checkpoint is None  # classical: no weights
         tool_spec(wf, step).build()  # every card builds
     assert wf.card("inpaint", fallback=True).name == "navier-stokes"
-    assert wf.digest() == load_workflow("cpu-default").digest()
+    assert wf.digest() == load_workflow("cpu-classical").digest()
+    assert wf.fallback_workflow is None
+
+
+def test_cpu_default_uses_isnet_and_falls_back_to_classical():
+    wf = load_workflow("cpu-default")
+    for step in ("propose", "segment", "matte"):
+        assert wf.card(step).checkpoint == "isnet-medium"
+        tool_spec(wf, step).build()  # builds without loading weights
+    assert wf.fallback_workflow == "cpu-classical"
 
 
 def test_loader_gets_workflow_size_and_seed_reaches_seeded_tools():
-    wf = load_workflow("cpu-default").model_copy(update={"seed": 7})
+    wf = load_workflow("cpu-classical").model_copy(update={"seed": 7})
     params = dict(tool_spec(wf, "load").params)
     assert params["working_size"] == wf.working_size
     assert tool_spec(wf, "segment").build().seed == 7  # GrabCut takes a seed

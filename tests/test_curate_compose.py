@@ -56,9 +56,9 @@ def decomposed(tmp_path_factory) -> Path:
     for seed, n in ((1, 1), (2, 2), (5, 2)):
         scene = make_scene(seed, size=(256, 256), n_objects=n)
         cv2.imwrite(str(photos / f"scene{seed}.png"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
-    text = (ROOT / "workflows" / "cpu-default.yaml").read_text()
+    text = (ROOT / "workflows" / "cpu-classical.yaml").read_text()
     wf = base / "small.yaml"
-    wf.write_text(text.replace("working_size: 512", "working_size: 256").replace("name: cpu-default", "name: small"))
+    wf.write_text(text.replace("working_size: 512", "working_size: 256").replace("name: cpu-classical", "name: small"))
     out = base / "out"
     run(RunOptions(input=str(photos), out=out, workflow=str(wf), local=True, workers=1, progress=False))
     ShardStore(out).commit([_cut_row()], [], [])

@@ -27,7 +27,7 @@ ACCEPT = json.dumps({"verdict": "accept", "reason": "looks right"})
 
 @pytest.fixture(scope="module")
 def workflow():
-    return load_workflow("cpu-default").model_copy(update={"working_size": 256})
+    return load_workflow("cpu-classical").model_copy(update={"working_size": 256})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _layers(row):
 
 def test_rules_graph_decomposes_known_scene(workflow, runner, scene_file):
     scene, item = scene_file
-    out = decompose_one(item, build_graph(), workflow, runner, RulesPolicy(), "cpu-default")
+    out = decompose_one(item, build_graph(), workflow, runner, RulesPolicy(), "cpu-classical")
     assert out.reject is None, out.reject
     row = out.row
     kinds = [lay["kind"] for lay in row["layers"]]
@@ -79,7 +79,7 @@ def test_scripted_chat_model_recovers_from_malformed_output(workflow, runner, sc
     _, item = scene_file
     client = FakeClient("this is not json", PLAN, "{\"verdict\": \"maybe\"}", ACCEPT)
     policy = build_policy("openai", model="fake-vlm", client=client, cache_dir=str(tmp_path / "cache"))
-    out = decompose_one(item, build_graph(), workflow, runner, policy, "cpu-default")
+    out = decompose_one(item, build_graph(), workflow, runner, policy, "cpu-classical")
     assert out.reject is None, out.reject
     plan_event = next(t for t in out.traces if t["node"] == "plan")
     assert json.loads(plan_event["output"])["attempts"] == 2
@@ -93,7 +93,7 @@ def test_chat_model_that_never_answers_properly_rejects_cleanly(workflow, runner
     _, item = scene_file
     client = FakeClient("nope", "{\"max_objects\": 99}", "[]")
     policy = build_policy("openai", model="fake-vlm", client=client, max_retries=2)
-    out = decompose_one(item, build_graph(), workflow, runner, policy, "cpu-default")
+    out = decompose_one(item, build_graph(), workflow, runner, policy, "cpu-classical")
     assert out.row is None
     assert out.reject["stage"] == "plan" and "policy failed" in out.reject["reason"]
     assert any(t["node"] == "plan" and t["error"] for t in out.traces)
@@ -105,7 +105,7 @@ def test_verifier_revision_drops_shadow_and_reverifies(workflow, runner, scene_f
                          "actions": [{"kind": "drop_shadow", "target": "obj0", "reason": "test"}]})
     client = FakeClient(PLAN, revise, ACCEPT)
     policy = build_policy("openai", model="fake-vlm", client=client, vision=False)
-    out = decompose_one(item, build_graph(), workflow, runner, policy, "cpu-default")
+    out = decompose_one(item, build_graph(), workflow, runner, policy, "cpu-classical")
     assert out.reject is None, out.reject
     kinds = [lay["kind"] for lay in out.row["layers"]]
     assert "shadow" not in kinds
@@ -125,7 +125,7 @@ def test_sqlite_checkpoints_keep_the_final_state(workflow, runner, scene_file, t
     _, item = scene_file
     conn = sqlite3.connect(tmp_path / "ck.sqlite", check_same_thread=False)
     graph = build_graph(SqliteSaver(conn))
-    out = decompose_one(item, graph, workflow, runner, RulesPolicy(), "cpu-default")
+    out = decompose_one(item, graph, workflow, runner, RulesPolicy(), "cpu-classical")
     trace_id = out.traces[0]["trace_id"]
     state = graph.get_state({"configurable": {"thread_id": trace_id}})
     assert state.values["status"] == "accepted"

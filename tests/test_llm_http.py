@@ -147,9 +147,9 @@ def test_graph_with_http_policy_keeps_the_key_out_of_traces(server, tmp_path, ca
     scene = make_scene(3, size=(256, 256), n_objects=1)
     path = tmp_path / "scene.png"
     cv2.imwrite(str(path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
-    wf = load_workflow("cpu-default").model_copy(update={"working_size": 256})
+    wf = load_workflow("cpu-classical").model_copy(update={"working_size": 256})
     out = decompose_one(InputItem("scene", str(path)), build_graph(), wf, LocalToolRunner(wf),
-                        _policy(server, tmp_path / "cache"), "cpu-default")
+                        _policy(server, tmp_path / "cache"), "cpu-classical")
     assert out.row is not None, out.reject
     assert len(server.requests) == 2
     assert KEY not in json.dumps(out.traces, default=str) + caplog.text + json.dumps(out.row["meta"])

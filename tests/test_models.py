@@ -240,7 +240,7 @@ def test_runner_micro_batches_concurrent_calls(ray_session, ckpts, scene):
     from add_pipeline.exec.ray_exec import RayToolRunner
     from add_pipeline.exec.runner import LocalToolRunner
 
-    wf = load_workflow("cpu-default")
+    wf = load_workflow("cpu-classical")
     card = wf.cards["saliency"].model_copy(update={
         "backend": "owlv2", "actor": True, "replicas": 1, "checkpoint": ckpts["owlv2"],
         "params": {"score_threshold": 0.0, "batch_size": 4},

@@ -34,7 +34,7 @@ def _image_and_mask():
 
 
 def _with_card(step: str, **changes):
-    wf = load_workflow("cpu-default")
+    wf = load_workflow("cpu-classical")
     name = wf.steps[step].tool
     cards = {**wf.cards, name: wf.cards[name].model_copy(update=changes)}
     return wf.model_copy(update={"cards": cards})
@@ -54,7 +54,7 @@ def test_worker_crash_is_retried_and_recorded(ray_session, tmp_path):
 def test_tool_errors_are_raised_as_the_tools_own_exception(ray_session):
     from add_pipeline.exec.ray_exec import RayToolRunner
 
-    runner = RayToolRunner(load_workflow("cpu-default"))
+    runner = RayToolRunner(load_workflow("cpu-classical"))
     image, _ = _image_and_mask()
     with pytest.raises(ToolError, match="mask"):
         runner.call("inpaint", image, np.zeros((3, 3), bool))
@@ -77,7 +77,7 @@ def test_actor_pool_serves_concurrent_calls_like_local(ray_session):
 def test_prepare_builds_every_in_process_tool_once():
     from add_pipeline.exec.ray_exec import WorkerToolRunner
 
-    wf = load_workflow("cpu-default")
+    wf = load_workflow("cpu-classical")
     pairs = tool_steps(wf)
     assert len(pairs) == len(wf.steps) + 1 and ("inpaint", True) in pairs  # telea, and navier-stokes as fallback
     local = LocalToolRunner(wf)

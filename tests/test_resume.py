@@ -28,7 +28,7 @@ def test_kill_and_resume_exactly_once(tmp_path):
         scene = make_scene(100 + seed, size=(160, 192), n_objects=1)
         cv2.imwrite(str(inputs / f"s{seed}.png"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
     (inputs / "zz_bad.jpg").write_bytes(b"garbage")
-    wf = Path(__file__).resolve().parents[1] / "workflows" / "cpu-default.yaml"
+    wf = Path(__file__).resolve().parents[1] / "workflows" / "cpu-classical.yaml"
     out = tmp_path / "out"
     args = ["run", "--input", str(inputs), "--out", str(out), "--workflow", str(wf), "--local", "--workers", "1",
             "--shard-size", "1", "--no-progress"]

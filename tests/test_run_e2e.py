@@ -24,9 +24,9 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 
 def _workflow(tmp: Path, placement: str = "sample-tasks") -> Path:
-    """cpu-default at 256 px (fast) with ``placement``, as a workflow file of the user's own."""
-    src = Path(__file__).resolve().parents[1] / "workflows" / "cpu-default.yaml"
-    text = src.read_text().replace("working_size: 512", "working_size: 256").replace("name: cpu-default", "name: e2e")
+    """cpu-classical at 256 px (fast) with ``placement``, as a workflow file of the user's own."""
+    src = Path(__file__).resolve().parents[1] / "workflows" / "cpu-classical.yaml"
+    text = src.read_text().replace("working_size: 512", "working_size: 256").replace("name: cpu-classical", "name: e2e")
     assert "placement: sample-tasks" in text
     text = text.replace("placement: sample-tasks", f"placement: {placement}")
     path = tmp / "e2e.yaml"

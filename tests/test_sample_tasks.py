@@ -55,7 +55,7 @@ def _placed(wf, **cards):
 
 
 def test_sample_tasks_honour_the_contract(ray_session, tmp_path):
-    wf = _placed(load_workflow("cpu-default").model_copy(update={"working_size": 192}))
+    wf = _placed(load_workflow("cpu-classical").model_copy(update={"working_size": 192}))
     out = tmp_path / "out"
     stats = _run(wf, _inputs(tmp_path / "in", 4), out)
     assert stats["accepted"] + stats["rejected"] == 5 and stats["rejected"] >= 1
@@ -71,7 +71,7 @@ def test_sample_tasks_honour_the_contract(ray_session, tmp_path):
 
 
 def test_a_crashed_sample_task_is_retried_and_recorded(ray_session, tmp_path):
-    wf = load_workflow("cpu-default").model_copy(update={"working_size": 192})
+    wf = load_workflow("cpu-classical").model_copy(update={"working_size": 192})
     crashy = wf.cards["telea"].model_copy(update={"backend": "tests.crashy_tools:CrashOnceInpainter",
                                                   "params": {"flag": str(tmp_path / "flag")}})
     wf = _placed(wf, telea=crashy)

@@ -122,6 +122,9 @@ class Workflow(BaseModel):
     verify: VerifyLimits = Field(default_factory=VerifyLimits)
     execution: Execution = Field(default_factory=Execution)
     cards: dict[str, ToolCard] = Field(default_factory=dict, description="resolved cards by card name")
+    fallback_workflow: str | None = Field(
+        default=None, description="workflow run instead when a tool of this one cannot run here (e.g. its "
+        "weights are not fetched); the switch is recorded in run.json and shown by liwi stats")
 
     def card(self, step: str, fallback: bool = False) -> ToolCard:
         """The tool card serving ``step`` (its fallback card if ``fallback`` and one is set)."""

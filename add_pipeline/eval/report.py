@@ -142,7 +142,8 @@ def _fmt(value: object, digits: int) -> str:
 
 
 def to_markdown(report_or_reports: Mapping[str, dict]) -> str:
-    """Markdown tables, one row per method: LayerD scores per merge level, then per-kind figures.
+    """Markdown tables, one row per method: per-kind figures (object IoU, objects matched, shadows,
+    background inside the removed regions), then LayerD scores per merge level.
 
     Args:
         report_or_reports: ``{method name: report}``, or a single report (named ``"method"``).
@@ -178,12 +179,13 @@ def to_markdown(report_or_reports: Mapping[str, dict]) -> str:
         ("shadow MAE", "shadow_mae", 4),
     ]
     khead = ["method", *[c[0] for c in kind_cols], "objects matched", "shadows matched"]
-    lines += ["", "| " + " | ".join(khead) + " |", "|" + "---|" * len(khead)]
+    klines = ["| " + " | ".join(khead) + " |", "|" + "---|" * len(khead)]
     for name, r in reports.items():
         k = r["kinds"]
         cells = [_fmt(k.get(key), d) for _, key, d in kind_cols]
         cells += [f"{k['matched_objects']}/{k['gt_objects']}", f"{k['matched_shadows']}/{k['gt_shadows']}"]
-        lines.append("| " + " | ".join([name, *cells]) + " |")
+        klines.append("| " + " | ".join([name, *cells]) + " |")
+    lines = klines + [""] + lines  # the per-kind figures first: they say whether the layers are usable
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from add_pipeline import __version__
 from add_pipeline.agents.graph import build_graph
 from add_pipeline.agents.policy import Policy, build_policy
 from add_pipeline.core.config import Workflow, load_workflow
+from add_pipeline.exec.fallback import runnable_workflow
 from add_pipeline.exec.runner import LocalToolRunner, ToolRunner
 from add_pipeline.exec.sample import SampleOutcome, decompose_one
 from add_pipeline.exec.stats import compute_stats
@@ -334,13 +335,14 @@ class DecomposeRecipe:
 
 def run(opts: RunOptions) -> dict[str, Any]:
     """Run the decompose stage; returns the stats written to ``OUT/stats.json``."""
-    wf = load_workflow(opts.workflow).model_copy(update={"seed": opts.seed})
+    wf, fallback = runnable_workflow(load_workflow(opts.workflow).model_copy(update={"seed": opts.seed}))
     ex = ExecOptions(out=opts.out, workers=opts.workers or os.cpu_count() or 1, shard_size=opts.shard_size,
                      ray_address=opts.ray_address, overwrite=opts.overwrite, local=opts.local,
                      progress=opts.progress)
     items: list[InputItem] = enumerate_inputs(opts.input)
     if opts.limit is not None:
         items = items[: opts.limit]
-    todo = prepare_out(items, wf, ex, {"stage": "decompose", "options": {**asdict(opts), "out": str(opts.out)}})
+    todo = prepare_out(items, wf, ex, {"stage": "decompose", "options": {**asdict(opts), "out": str(opts.out)},
+                                       "fallback": fallback})
     with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
         return execute(todo, DecomposeJob(wf, build_graph(saver), _policy(wf, ex.out), ex.out), ex)

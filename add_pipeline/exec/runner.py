@@ -110,16 +110,20 @@ class LocalToolRunner:
 
     def prepare(self, steps: list[tuple[str, bool]] | None = None) -> int:
         """Build the tools of ``(step, fallback)`` pairs now (default: every step and fallback of the
-        workflow), so that the first sample does not pay for it; returns how many were built.
+        workflow) and load the weights of those that have any, so that the first sample does not pay
+        for it; returns how many were built.
 
-        A tool that fails to build is skipped: the sample that calls it meets the same error and
-        records it in its trace and reject row, as it would without this warm-up.
+        A tool that fails to build or load is skipped: the sample that calls it meets the same error
+        and records it in its trace and reject row, as it would without this warm-up.
         """
         built = 0
         for step, fb in tool_steps(self.workflow) if steps is None else steps:
             try:
-                self._tool(tool_spec(self.workflow, step, fb))
+                tool = self._tool(tool_spec(self.workflow, step, fb))
                 built += 1
+                load = getattr(tool, "ensure_loaded", None)
+                if callable(load):
+                    load()
             except Exception:  # noqa: BLE001 (reported where the sample calls the tool)
                 continue
         return built

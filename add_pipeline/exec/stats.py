@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ def compute_stats(out: Path) -> dict[str, Any]:
                        "median_wall_s": med_wall, "errors": errors, "retries": retries}
     layers = con.execute("select coalesce(avg(len(layers)), 0), coalesce(sum(len(layers)), 0) from shards").fetchone()
     return {
+        **_run_workflow(out),
         "inputs_done": total,
         "accepted": accepted,
         "rejected": rejected,
@@ -64,3 +66,12 @@ def compute_stats(out: Path) -> dict[str, Any]:
         "layers_total": int(layers[1]),  # type: ignore[index]
         "tools": tools,
     }
+
+
+def _run_workflow(out: Path) -> dict[str, Any]:
+    """The workflow the run used and, if it replaced the one asked for, why (``run.json``'s ``fallback``)."""
+    try:
+        run = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return {"workflow": None, "fallback": None}
+    return {"workflow": (run.get("workflow") or {}).get("name"), "fallback": run.get("fallback")}

@@ -37,21 +37,35 @@ def matte_in_band(
     image: np.ndarray, mask: np.ndarray, band: int | None, margin: int,
     solve: Callable[[np.ndarray, np.ndarray], np.ndarray | None], name: str,
 ) -> Matte:
-    """The frame every trimap matter shares: trimap from ``mask``, alpha solved only on the unknown
-    band's box (plus ``margin`` known px) by ``solve``, exact 0/1 elsewhere, colours decontaminated.
+    """The frame every trimap matter shares: trimap from ``mask`` (:func:`make_trimap`), then
+    :func:`matte_with_trimap`.
 
     Args:
         image: ``HxWx3 uint8``; mask: ``HxW bool``; band: half width in px (None: :func:`default_band`).
         solve: ``(crop HxWx3 uint8, trimap HxW float64) -> alpha HxW`` in [0, 1], or None to fall
             back to the binary mask.
     """
-    import pymatting
-
     h, w = image.shape[:2]
     b = band if band is not None else default_band((h, w))
     if b < 1:
         raise ToolError(f"{name}: band must be >= 1 px, got {b}")
-    tri = make_trimap(mask, int(b))
+    return matte_with_trimap(image, mask, make_trimap(mask, int(b)), margin, solve)
+
+
+def matte_with_trimap(
+    image: np.ndarray, mask: np.ndarray, tri: np.ndarray, margin: int,
+    solve: Callable[[np.ndarray, np.ndarray], np.ndarray | None],
+) -> Matte:
+    """Alpha solved by ``solve`` only on the box of the trimap's unknown region (plus ``margin``
+    known px), exact 0/1 elsewhere, foreground colours decontaminated (``estimate_foreground_ml``).
+
+    Args:
+        image: ``HxWx3 uint8``; mask: ``HxW bool`` (the answer when ``solve`` returns None);
+        tri: ``HxW float64`` trimap, 1 = foreground, 0 = background, 0.5 = unknown.
+    """
+    import pymatting
+
+    h, w = image.shape[:2]
     alpha = (tri == 1.0).astype(np.float32)
     fg = image.astype(np.float32) / 255.0
     unknown = tri == 0.5
@@ -69,6 +83,16 @@ def matte_in_band(
     alpha[y0:y1, x0:x1] = a.astype(np.float32)
     fg[y0:y1, x0:x1] = np.clip(f, 0.0, 1.0).astype(np.float32)
     return Matte(alpha=alpha, foreground=fg)
+
+
+def solve_closed_form(crop: np.ndarray, tri: np.ndarray) -> np.ndarray | None:
+    """Closed-form alpha (Levin et al., ``pymatting.estimate_alpha_cf``) of ``crop`` (HxWx3 uint8)
+    under ``tri`` (HxW float64); None when the trimap lacks sure foreground or sure background."""
+    import pymatting
+
+    if not (tri == 1.0).any() or not (tri == 0.0).any():
+        return None  # a solver needs both known labels; without them the mask is all there is
+    return pymatting.estimate_alpha_cf(crop.astype(np.float64) / 255.0, tri)
 
 
 class _PymattingMatter(Matter):

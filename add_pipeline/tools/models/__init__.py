@@ -5,7 +5,7 @@ its libraries and weights on its first call), so registering them costs nothing 
 machine without the ``models`` extra. ``tool.check()`` says what a tool still needs to run.
 """
 
-from add_pipeline.tools.models import depth, detect, inpaint, matte, segment  # noqa: F401
+from add_pipeline.tools.models import depth, detect, inpaint, isnet, matte, segment  # noqa: F401
 
 
 def register_all() -> None:
