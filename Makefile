@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: the CPU build; an unpinned torch pulls gigabytes of CUDA packages
 	$(BIN)/pip install -q torch==2.13.0
+	# opencv-contrib-python-headless replaces opencv-python-headless (same cv2 module): never both in one venv
+	-$(BIN)/pip uninstall -q -y opencv-python-headless 2>/dev/null
 	$(BIN)/pip install -q -e ".[test,models]"
 	# pymatting JIT-compiles with numba on first import (~40 s); do it once here, it is cached.
 	$(BIN)/python -c "import pymatting"

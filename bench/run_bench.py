@@ -1,7 +1,8 @@
 """Benchmark of the decompose stage: photos/s at 512 px for 1 and 2 workers, time per tool,
-orchestration overhead and peak memory. Writes ``bench/results/decompose.json`` and ``.md``.
+orchestration overhead and peak memory, per workflow (``cpu-default``: IS-Net; ``cpu-classical``).
+Writes ``bench/results/decompose.json`` and ``.md``.
 
-Usage: ``python bench/run_bench.py --out bench/results [--repeats 3] [--copies 2]``
+Usage: ``python bench/run_bench.py --out bench/results [--repeats 3] [--copies 2] [--workflows ...]``
 
 Inputs are the in-the-wild photos of ``../shared/data/photos`` when present (else the bundled
 samples), each listed ``--copies`` times in a JSONL manifest under distinct ids.  Every
@@ -82,6 +83,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--placements", nargs="+", default=["tool-tasks", "sample-tasks"],
                     choices=["tool-tasks", "sample-tasks"], help="execution.placement values to compare")
+    ap.add_argument("--workflows", nargs="+", default=["cpu-default", "cpu-classical"],
+                    help="workflows to time (cpu-default: IS-Net; cpu-classical: the classical tools)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,16 +92,19 @@ def main() -> None:
     results: dict[str, object] = {"inputs": n, "working_size": 512, "repeats": args.repeats,
                                   "machine": {"cpus": psutil.cpu_count(), "platform": platform.platform()},
                                   "configs": {}}
-    for placement, workers in [(p, w) for p in args.placements for w in args.workers]:
+    for wf, placement, workers in [(f, p, w) for f in args.workflows for p in args.placements for w in args.workers]:
         runs = []
-        workflow = args.work / f"cpu-default-{placement}.yaml"
-        spec = yaml.safe_load((ROOT / "workflows" / "cpu-default.yaml").read_text())
+        workflow = args.work / f"{wf}-{placement}.yaml"
+        spec = yaml.safe_load((ROOT / "workflows" / f"{wf}.yaml").read_text())
         spec.setdefault("execution", {})["placement"] = placement
         workflow.write_text(yaml.safe_dump(spec))
         for r in range(args.repeats):
             with PeakRSS() as mem:
-                stats = run(RunOptions(input=str(inputs), out=args.work / f"{placement}-w{workers}", workers=workers,
-                                       workflow=str(workflow), overwrite=True, progress=False, seed=0))
+                stats = run(RunOptions(input=str(inputs), out=args.work / f"{wf}-{placement}-w{workers}",
+                                       workers=workers, workflow=str(workflow), overwrite=True, progress=False,
+                                       seed=0))
+            if stats.get("fallback"):
+                raise SystemExit(f"{wf} fell back to {stats['fallback']['to']}: {stats['fallback']['reason']}")
             last = stats["last_run"]
             overhead = 1.0 - last["tool_s"] / (last["processing_s"] * workers)
             capacity = last["processing_s"] * workers
@@ -109,35 +115,38 @@ def main() -> None:
                          "driver_cpu_ms_per_photo": 1000 * last["driver_cpu_s"] / max(1, last["processed"]),
                          "peak_rss_mb": mem.peak / 2**20, "accepted": stats["accepted"],
                          "rejected": stats["rejected"]})
-            print(f"{placement} workers={workers} run {r}: {last['images_per_s']:.2f} img/s, overhead {overhead:.1%}, "
-                  f"peak {mem.peak / 2**20:.0f} MB", flush=True)
+            print(f"{wf} {placement} workers={workers} run {r}: {last['images_per_s']:.2f} img/s, "
+                  f"overhead {overhead:.1%}, peak {mem.peak / 2**20:.0f} MB", flush=True)
         med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
-        results["configs"][f"{placement}/{workers}"] = {"median": med, "runs": runs,  # type: ignore[index]
-                                            "tools": {k: v["median_s"] for k, v in stats["tools"].items()}}
+        results["configs"][f"{wf}/{placement}/{workers}"] = {  # type: ignore[index]
+            "median": med, "runs": runs, "tools": {k: v["median_s"] for k, v in stats["tools"].items()}}
     cfg = results["configs"]
-    for placement in args.placements:
-        one, two = cfg.get(f"{placement}/1"), cfg.get(f"{placement}/2")  # type: ignore[union-attr]
-        if one and two:
-            results[f"speedup_1_to_2/{placement}"] = two["median"]["images_per_s"] / one["median"]["images_per_s"]
+    for wf in args.workflows:
+        for placement in args.placements:
+            one, two = cfg.get(f"{wf}/{placement}/1"), cfg.get(f"{wf}/{placement}/2")  # type: ignore[union-attr]
+            if one and two:
+                results[f"speedup_1_to_2/{wf}/{placement}"] = \
+                    two["median"]["images_per_s"] / one["median"]["images_per_s"]
     (args.out / "decompose.json").write_text(json.dumps(results, indent=2))
     lines = [f"# Decompose benchmark ({n} photos at 512 px, median of {args.repeats} runs, local Ray)", "",
-             "| placement | workers | photos/s | orchestration overhead | in graph | between samples "
+             "| workflow | placement | workers | photos/s | orchestration overhead | in graph | between samples "
              "| driver CPU (ms/photo) | peak RSS (MB) | start-up (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for key, c in cfg.items():  # type: ignore[union-attr]
         m = c["median"]
-        placement, w = key.split("/")
+        wf, placement, w = key.split("/")
         split = (f"{m['in_graph']:.1%} | {m['between_samples']:.1%}" if placement == "sample-tasks"
                  else "- | -")  # tool-tasks: graphs run concurrently in driver threads, their walls overlap
-        lines.append(f"| {placement} | {w} | {m['images_per_s']:.2f} | {m['overhead']:.1%} | {split} | "
+        lines.append(f"| {wf} | {placement} | {w} | {m['images_per_s']:.2f} | {m['overhead']:.1%} | {split} | "
                      f"{m['driver_cpu_ms_per_photo']:.0f} | {m['peak_rss_mb']:.0f} | {m['startup_s']:.1f} |")
     lines.append("")
-    lines += [f"Speed-up 1 -> 2 workers ({k.split('/')[1]}): {v:.2f}x" for k, v in results.items()
+    lines += [f"Speed-up 1 -> 2 workers ({k.split('/', 1)[1]}): {v:.2f}x" for k, v in results.items()
               if k.startswith("speedup_1_to_2/")]
-    lines.append("")
-    last_cfg = list(cfg.values())[-1]  # type: ignore[union-attr]
-    lines += ["| tool | median s per call |", "|---|---|"]
-    lines += [f"| {t} | {s:.3f} |" for t, s in last_cfg["tools"].items() if s is not None]
+    for wf in args.workflows:
+        last_cfg = [c for k, c in cfg.items() if k.startswith(f"{wf}/")][-1]  # type: ignore[union-attr]
+        lines += ["", f"{wf}, last configuration: median seconds per call", "", "| tool | median s per call |",
+                  "|---|---|"]
+        lines += [f"| {t} | {s:.3f} |" for t, s in last_cfg["tools"].items() if s is not None]
     (args.out / "decompose.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
