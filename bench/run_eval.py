@@ -136,7 +136,8 @@ def main() -> None:
         md.append(f"{label} rejected {len(ids)} of the {len(single)} composed images ({', '.join(ids) or '-'}); "
                   "they are scored as a single layer.")
     for wf, res in real.items():
-        md += ["", f"## Real ground truth, {WORKFLOWS[wf]}", "", real_markdown(res)]
+        body = real_markdown(res).split("\n", 2)[2]  # its own heading replaced by one naming the workflow
+        md += ["", f"## Real ground truth (`../shared/data/groundtruth`), {WORKFLOWS[wf]}", "", body]
     md += ["", f"Produced by `make eval` in {time.perf_counter() - t0:.0f} s."]
     (args.out / "eval.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

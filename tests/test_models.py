@@ -232,6 +232,30 @@ def test_actor_serves_batched_requests(ray_session, ckpts, scene):
 
 
 @pytest.mark.ray
+def test_isnet_actor_serves_batched_requests(ray_session, scene, tmp_path):
+    """IS-Net's proposer as a Ray actor (the GPU card's way): a batch of photos in one forward, the
+    same proposals as one call each, a bad request failing alone."""
+    torch = pytest.importorskip("torch")
+    ray = ray_session
+    from add_pipeline.exec.ray_exec import ToolActor
+    from add_pipeline.exec.runner import ToolSpec
+    from add_pipeline.tools.models.isnet_net import ISNet
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny-isnet.pt"
+    torch.save({"isnet": {"fused": True, "width": 16}, "state_dict": ISNet(fused=True, width=16).state_dict()}, ckpt)
+    spec = ToolSpec("propose", "isnet", (("batch_size", 4), ("checkpoint", str(ckpt)), ("input_size", 96),
+                                         ("min_area_frac", 0.0), ("threshold", 0.3)))
+    image, _, _ = scene
+    reqs = [((image, 3), {}), ((image[:64], 3), {}), ((image[::-1].copy(), 3), {}), ((image[..., 0], 2), {})]
+    items = ray.get(ToolActor.remote(spec).call_batch.remote(reqs))
+    assert [i.ok for i in items] == [True, True, True, False]
+    for k in (0, 1, 2):
+        alone = spec.build()(*reqs[k][0])
+        assert [p.box for p in items[k].value] == [p.box for p in alone]
+
+
+@pytest.mark.ray
 def test_runner_micro_batches_concurrent_calls(ray_session, ckpts, scene):
     """Concurrent graphs' calls to an actor tool are gathered into batches by the Ray runner."""
     from concurrent.futures import ThreadPoolExecutor

@@ -145,18 +145,24 @@ class IsNetRuntime(ModelRuntime, BatchedTool):
         return out
 
     def _forward(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        """``items``: ``3 x h x w float32`` inputs -> ``h x w float32`` probabilities (zero-padded batches)."""
+        """``items``: ``3 x h x w float32`` inputs -> ``h x w float32`` probabilities.
+
+        Inputs of one size run as one batch; sizes are never mixed by padding, which would change
+        the map near the padded border (photos of one aspect ratio, the usual case, batch fully).
+        """
         import torch
 
-        hp = max(x.shape[1] for x in items)
-        wp = max(x.shape[2] for x in items)
-        batch = np.zeros((len(items), 3, hp, wp), np.float32)
+        out: list[np.ndarray | None] = [None] * len(items)
+        groups: dict[tuple[int, ...], list[int]] = {}
         for k, x in enumerate(items):
-            batch[k, :, : x.shape[1], : x.shape[2]] = x
+            groups.setdefault(x.shape, []).append(k)
         with torch.inference_mode():
-            t = torch.from_numpy(batch).to(self._device, self._dtype)
-            prob = torch.sigmoid(self._net(t).float()).cpu().numpy()[:, 0]
-        return [prob[k, : x.shape[1], : x.shape[2]] for k, x in enumerate(items)]
+            for idx in groups.values():
+                t = torch.from_numpy(np.stack([items[k] for k in idx])).to(self._device, self._dtype)
+                prob = torch.sigmoid(self._net(t).float()).cpu().numpy()[:, 0]
+                for j, k in enumerate(idx):
+                    out[k] = prob[j]
+        return out  # type: ignore[return-value]
 
 
 @register
