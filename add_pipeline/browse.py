@@ -10,6 +10,7 @@ from typing import Any
 from add_pipeline.core.composite import alpha_over
 from add_pipeline.exec.stats import connect
 from add_pipeline.io.images import decode_png, encode_png
+from add_pipeline.io.names import child, safe_name
 
 
 def find_sample(out: Path, sample_id: str) -> tuple[str, dict[str, Any]] | None:
@@ -76,8 +77,10 @@ def graph_state(out: Path, trace_id: str) -> dict[str, Any] | None:
 
 
 def save_sample(out: Path, kind: str, record: dict[str, Any], trace: str, dest: Path) -> list[Path]:
-    """Write ``input.png``, every layer PNG, ``composite.png``, ``record.json`` and ``trace.txt``."""
-    folder = dest / record["sample_id"]
+    """Write ``input.png``, every layer PNG, ``composite.png``, ``record.json`` and ``trace.txt`` into
+    ``dest/<sample id as a safe file name>`` (:func:`~add_pipeline.io.names.safe_name`: ids come from
+    users, and ``../x`` or ``/x`` must not write outside ``dest``)."""
+    folder = child(dest, record["sample_id"])
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -92,7 +95,7 @@ def save_sample(out: Path, kind: str, record: dict[str, Any], trace: str, dest: 
         put("input.png", record["image"]["bytes"])
         stack = []
         for lay in record["layers"]:
-            put(f"{lay['z']:02d}_{lay['kind']}_{lay['name']}.png", lay["image"]["bytes"])
+            put(f"{lay['z']:02d}_{lay['kind']}_{safe_name(lay['name'])}.png", lay["image"]["bytes"])
             stack.append(decode_png(lay["image"]["bytes"]))
         composite = (alpha_over(stack) * 255.0).round().astype("uint8")
         put("composite.png", encode_png(composite))

@@ -72,6 +72,9 @@ def stats(out: Path, as_json: bool) -> None:
     click.echo(f"inputs done  {s['inputs_done']}")
     click.echo(f"accepted     {s['accepted']}  ({100 * s['acceptance_rate']:.1f}%)")
     click.echo(f"rejected     {s['rejected']}")
+    if s.get("duplicate_ids"):
+        click.echo(f"DUPLICATES   {s['duplicate_ids']} ids committed more than once, e.g. "
+                   f"{', '.join(s['duplicate_examples'][:3])}")
     click.echo(f"layers       {s['layers_total']} ({s['layers_per_sample']:.2f} per sample)")
     if s["reject_reasons"]:
         click.echo("\nreject reasons")
@@ -110,7 +113,7 @@ def show(out: Path, sample_id: str, save: Path | None, state: bool) -> None:
     trace = render_trace(out, record["trace_id"])
     if save is not None:
         written = save_sample(out, kind, record, trace, save)
-        click.echo(f"wrote {len(written)} files to {save / sample_id}")
+        click.echo(f"wrote {len(written)} files to {written[0].parent if written else save}")
     click.echo("\n" + trace)
     if state:
         values = graph_state(out, record["trace_id"])
@@ -133,11 +136,14 @@ def traces(out: Path, sample_id: str | None, sql: str | None) -> None:
         import duckdb
 
         try:
-            rel = connect(out).sql(sql)
+            rel = connect(out, sandboxed=True).sql(sql)  # read-only: no files, no extensions, no settings
+            if rel is not None:
+                click.echo(_table(rel))
+        except duckdb.PermissionException as exc:
+            raise click.ClickException(f"SQL refused: queries may only read the views shards, traces and rejects "
+                                       f"({str(exc).splitlines()[0]})") from exc
         except duckdb.Error as exc:
-            raise click.ClickException(f"SQL error: {exc}") from exc
-        if rel is not None:
-            click.echo(_table(rel))
+            raise click.ClickException(f"SQL error: {str(exc).splitlines()[0]}") from exc
         return
     found = find_sample(out, sample_id)  # type: ignore[arg-type]
     if found is None:

@@ -24,7 +24,7 @@ from add_pipeline.compose.graph import build_compose_graph
 from add_pipeline.compose.plan import ComposeSettings
 from add_pipeline.compose.policy import ComposePolicy, build_compose_policy
 from add_pipeline.core.config import Workflow, load_workflow
-from add_pipeline.exec.run import ExecOptions, RunError, checkpointer, execute, prepare_out
+from add_pipeline.exec.run import ExecOptions, RunError, checkpointer, exclusive, execute, prepare_out
 from add_pipeline.exec.runner import ToolRunner
 from add_pipeline.exec.sample import RECURSION_LIMIT, SampleOutcome
 from add_pipeline.io.inputs import InputItem
@@ -105,16 +105,17 @@ def compose(assets: Path, out: Path, n: int, seed: int, workflow: str = "compose
                      ray_address=ray_address, overwrite=overwrite, local=local, progress=progress)
     items = composition_items(Path(assets), n, seed)
     options = {"assets": str(Path(assets).resolve()), "n": n, "seed": seed, "workflow": workflow}
-    todo = prepare_out(items, wf, ex, {"stage": "compose", "options": options,
-                                       "assets": {"objects": len(library.objects),
-                                                  "backgrounds": len(library.backgrounds)}})
-    policy_options = dict(wf.policy.options)
-    if wf.policy.name == "openai":
-        policy_options.setdefault("cache_dir", str(ex.out / ".policy-cache"))
-    policy = build_compose_policy(wf.policy.name, **policy_options)
-    with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
-        job = ComposeJob(wf, build_compose_graph(saver), policy, library, settings, seed)
-        return execute(todo, job, ex)
+    with exclusive(ex.out):
+        todo = prepare_out(items, wf, ex, {"stage": "compose", "options": options,
+                                           "assets": {"objects": len(library.objects),
+                                                      "backgrounds": len(library.backgrounds)}})
+        policy_options = dict(wf.policy.options)
+        if wf.policy.name == "openai":
+            policy_options.setdefault("cache_dir", str(ex.out / ".policy-cache"))
+        policy = build_compose_policy(wf.policy.name, **policy_options)
+        with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
+            job = ComposeJob(wf, build_compose_graph(saver), policy, library, settings, seed)
+            return execute(todo, job, ex)
 
 
 __all__ = ["ComposeJob", "compose", "composition_items", "load_compose_workflow"]

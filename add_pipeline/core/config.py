@@ -116,6 +116,7 @@ class Workflow(BaseModel):
     working_size: int = Field(default=512, ge=64, le=4096)
     seed: int = Field(default=0, description="passed to every tool that takes a seed (run --seed)")
     max_pixels: int = Field(default=64_000_000, gt=0)
+    max_bytes: int = Field(default=256_000_000, gt=0, description="largest input file read, bytes")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     plan: Plan = Field(default_factory=Plan)
     steps: dict[str, Step]

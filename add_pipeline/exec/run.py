@@ -10,6 +10,7 @@ run killed at any point and restarted ends with every input exactly once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sqlite3
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -35,7 +36,10 @@ from add_pipeline.exec.runner import LocalToolRunner, ToolRunner
 from add_pipeline.exec.sample import SampleOutcome, decompose_one
 from add_pipeline.exec.stats import compute_stats
 from add_pipeline.io.inputs import InputItem, enumerate_inputs
+from add_pipeline.io.lock import OutputLockedError, output_lock
 from add_pipeline.io.shards import ShardStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ class RunError(RuntimeError):
 
 def _versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "add_pipeline": __version__, "platform": platform.platform()}
-    for pkg in ("numpy", "opencv-python-headless", "scikit-image", "pymatting", "pyarrow", "ray", "langgraph"):
+    for pkg in ("numpy", "opencv-contrib-python-headless", "torch", "onnx", "scikit-image", "pymatting", "pyarrow",
+                "ray", "langgraph"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -181,12 +186,18 @@ def prepare_out(items: list[InputItem], wf: Workflow, ex: ExecOptions, run_info:
     if ex.overwrite:
         for stale in ("checkpoints.sqlite", "stats.json"):
             (out / stale).unlink(missing_ok=True)
-    done = store.done_ids()
+    counts = store.id_counts()
+    done = set(counts)
+    duplicates = sorted(sid for sid, c in counts.items() if c > 1)
+    if duplicates:
+        log.warning("%s: %d sample ids are committed more than once (e.g. %s); liwi stats lists them",
+                    out, len(duplicates), ", ".join(duplicates[:3]))
     todo = [i for i in items if i.sample_id not in done]
     _write_json(out / "run.json", {
         **run_info, "exec": {**asdict(ex), "out": str(ex.out)},
         "workflow": wf.model_dump(mode="json"), "workflow_hash": wf.digest(), "seed": wf.seed,
         "versions": _versions(), "inputs": len(items), "already_done": len(items) - len(todo),
+        "duplicates_on_start": len(duplicates),
     })
     return todo
 
@@ -342,7 +353,20 @@ def run(opts: RunOptions) -> dict[str, Any]:
     items: list[InputItem] = enumerate_inputs(opts.input)
     if opts.limit is not None:
         items = items[: opts.limit]
-    todo = prepare_out(items, wf, ex, {"stage": "decompose", "options": {**asdict(opts), "out": str(opts.out)},
-                                       "fallback": fallback})
-    with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
-        return execute(todo, DecomposeJob(wf, build_graph(saver), _policy(wf, ex.out), ex.out), ex)
+    with exclusive(ex.out):
+        todo = prepare_out(items, wf, ex, {"stage": "decompose", "options": {**asdict(opts), "out": str(opts.out)},
+                                           "fallback": fallback})
+        with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
+            return execute(todo, DecomposeJob(wf, build_graph(saver), _policy(wf, ex.out), ex.out), ex)
+
+
+@contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Be the only writer of ``out`` for the ``with`` body (:func:`~add_pipeline.io.lock.output_lock`);
+    a second writer gets a :class:`RunError` naming the one that holds it."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(output_lock(out))
+        except OutputLockedError as exc:
+            raise RunError(str(exc)) from None
+        yield

@@ -44,7 +44,8 @@ def tool_spec(workflow: Workflow, step: str, fallback: bool = False) -> ToolSpec
     card = workflow.card(step, fallback)
     params = workflow.params(step, fallback)
     if step == "load":
-        params = {**params, "working_size": workflow.working_size, "max_pixels": workflow.max_pixels}
+        params = {**params, "working_size": workflow.working_size, "max_pixels": workflow.max_pixels,
+                  "max_bytes": workflow.max_bytes}
     if card.checkpoint is not None:
         params = {**params, "checkpoint": card.checkpoint}
     return ToolSpec(card.family, card.backend, tuple(sorted((k, _frozen(v)) for k, v in params.items())),

@@ -11,24 +11,34 @@ import duckdb
 from add_pipeline.io.shards import ShardStore
 
 
-def connect(out: Path) -> duckdb.DuckDBPyConnection:
+def connect(out: Path, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views ``shards``, ``traces``, ``rejects`` over the committed parts of ``out``.
 
-    Views read the Parquet files lazily, so queries that skip the PNG columns never load them.
+    The views are Arrow datasets over the part files, read lazily (a query that skips the PNG
+    columns never loads them). With ``sandboxed`` (SQL that a user typed) the connection can then
+    reach no file at all: external access is disabled and the configuration locked, so ``COPY ..
+    TO``, ``ATTACH``, ``read_csv('/etc/passwd')`` and loading extensions fail, and the run's own
+    files cannot be overwritten.
     """
+    import pyarrow.dataset as ds
+
+    from add_pipeline.io.shards import SCHEMAS
+
     store = ShardStore(out)
     con = duckdb.connect()
     for kind in ("shards", "traces", "rejects"):
         files = [str(p) for p in store.committed_files(kind)]
-        if files:
-            con.execute(f"create view {kind} as select * from read_parquet({files!r})")
-        else:
-            con.register(kind, store.read_table(kind))
+        data = ds.dataset(files, schema=SCHEMAS[kind], format="parquet") if files else store.read_table(kind)
+        con.register(kind, data)
+    if sandboxed:
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
     return con
 
 
 def compute_stats(out: Path) -> dict[str, Any]:
-    """Counts, acceptance rate, reject reasons histogram, per-tool latency (from traces)."""
+    """Counts, acceptance rate, reject reasons histogram, per-tool latency (from traces), and the ids
+    committed more than once (``duplicate_ids``: 0 unless two writers once shared this folder)."""
     con = connect(out)
     accepted = con.execute("select count(*) from shards").fetchone()[0]  # type: ignore[index]
     rejected = con.execute("select count(*) from rejects").fetchone()[0]  # type: ignore[index]
@@ -55,8 +65,13 @@ def compute_stats(out: Path) -> dict[str, Any]:
         tools[tool] = {"calls": calls, "median_s": med, "mean_s": mean, "p90_s": p90, "total_s": tot,
                        "median_wall_s": med_wall, "errors": errors, "retries": retries}
     layers = con.execute("select coalesce(avg(len(layers)), 0), coalesce(sum(len(layers)), 0) from shards").fetchone()
+    dup_ids = [r[0] for r in con.execute(
+        "select sample_id from (select sample_id from shards union all select sample_id from rejects) "
+        "group by sample_id having count(*) > 1 order by sample_id").fetchall()]
     return {
         **_run_workflow(out),
+        "duplicate_ids": len(dup_ids),
+        "duplicate_examples": dup_ids[:10],
         "inputs_done": total,
         "accepted": accepted,
         "rejected": rejected,

@@ -18,6 +18,8 @@ and 32-bit samples, CMYK, embedded ICC profiles, EXIF orientation, multi-frame f
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +94,7 @@ def load_image(
     data: bytes | None = None,
     working_size: int = 512,
     max_pixels: int = 64_000_000,
+    max_bytes: int = 256_000_000,
 ) -> LoadedImage:
     """Decode ``source`` (or ``data``, its bytes, when given) into a :class:`LoadedImage`.
 
@@ -103,6 +106,8 @@ def load_image(
             interpolation); smaller images keep their size.
         max_pixels: images whose header declares more than this many pixels are
             rejected before decoding.
+        max_bytes: files larger than this are rejected before reading; only regular files
+            are read (a FIFO, a device or a folder is rejected at once).
 
     Raises:
         InputError: the input cannot be used; ``reason`` says why.
@@ -114,7 +119,7 @@ def load_image(
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     name = str(source)
     if data is None:
-        data = _read_bytes(name)
+        data = _read_bytes(name, max_bytes)
     if len(data) == 0:
         raise InputError(name, "empty file")
 
@@ -148,11 +153,34 @@ def load_image(
 # ---------------------------------------------------------------- decoding steps
 
 
-def _read_bytes(name: str) -> bytes:
+def _read_bytes(name: str, max_bytes: int) -> bytes:
+    """The bytes of regular file ``name``, at most ``max_bytes`` of them.
+
+    Opened non-blocking, so a FIFO named as an input is refused at once instead of waiting
+    forever for a writer; devices (``/dev/zero``), sockets and folders are refused too.
+    """
     try:
-        return Path(name).read_bytes()
-    except OSError as e:  # missing, a directory, permission denied, I/O error
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:  # missing, permission denied, a dangling link, ...
         raise InputError(name, f"unreadable: {e.strerror or type(e).__name__}") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                    or stat.S_ISBLK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a socket")
+            raise InputError(name, f"not a regular file ({kind})")
+        if st.st_size > max_bytes:
+            raise InputError(name, f"too large: {st.st_size} bytes exceeds max_bytes={max_bytes}")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as e:
+        raise InputError(name, f"unreadable: {e.strerror or type(e).__name__}") from e
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:  # it grew while we read it
+        raise InputError(name, f"too large: more than max_bytes={max_bytes} bytes")
+    return data
 
 
 def _open(name: str, data: bytes) -> Image.Image:

@@ -89,6 +89,9 @@ def sample_id_for(path: Path, root: Path) -> str:
 
 
 def _from_folder(root: Path) -> list[InputItem]:
+    """Every non-folder entry with an image extension below ``root``. Linked folders are not followed
+    (no loops); FIFOs, devices and dangling links are kept, so the loader rejects them with a reason
+    instead of the scan dropping them silently; a file reached twice (hard or soft links) counts once."""
     items = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # prune hidden folders
@@ -96,19 +99,37 @@ def _from_folder(root: Path) -> list[InputItem]:
             if fname.startswith(".") or Path(fname).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             p = Path(dirpath) / fname
-            if p.is_file():
-                items.append(InputItem(sample_id_for(p, root), str(_absolute(p))))
-    return items
+            items.append(InputItem(sample_id_for(p, root), str(_absolute(p))))
+    return _once_per_file(items)
 
 
 def _from_glob(pattern: str) -> list[InputItem]:
+    """Every non-folder match of ``pattern``; ``**`` may wander through linked folders (even a loop of
+    them), so each real file is kept once, under its shortest matching path."""
     root = _glob_root(pattern)
     items = []
     for match in glob.glob(pattern, recursive=True):
         p = Path(match)
-        if p.is_file():
+        if not p.is_dir():
             items.append(InputItem(sample_id_for(p, root), str(_absolute(p))))
-    return items
+    return _once_per_file(items)
+
+
+def _once_per_file(items: list[InputItem]) -> list[InputItem]:
+    """``items`` with one entry per real file (device and inode), the one with the shortest path;
+    entries that cannot be stat'ed (dangling links) are kept as they are."""
+    best: dict[tuple[int, int], InputItem] = {}
+    rest = []
+    for it in items:
+        try:
+            st = os.stat(it.source)
+        except OSError:
+            rest.append(it)
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key not in best or (len(it.source), it.source) < (len(best[key].source), best[key].source):
+            best[key] = it
+    return list(best.values()) + rest
 
 
 def _from_manifest(manifest: Path) -> list[InputItem]:

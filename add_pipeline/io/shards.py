@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,33 +120,35 @@ class ShardStore:
     def prepare(self, overwrite: bool = False) -> None:
         """Create the folders; clear them (``overwrite``) or drop uncommitted leftovers.
 
-        With ``overwrite`` the four store folders are deleted first (nothing else in
-        ``out_dir`` is touched).  Without it, every ``*.tmp`` file and every part file
-        not listed by a commit marker is deleted, so a crash mid-commit leaves no trace.
+        With ``overwrite`` the store's own files are deleted first (part files, their
+        temporaries and commit markers; nothing else in ``out_dir`` is touched).  Without it,
+        every temporary part file and every part file not listed by a commit marker is deleted,
+        so a crash mid-commit leaves no trace. Files that do not look like ours
+        (:data:`_PART_RE`) are never deleted.
         """
-        if overwrite:
-            for sub in (*KINDS, COMMITS_DIR):
-                if (self.out_dir / sub).exists():
-                    shutil.rmtree(self.out_dir / sub)
         for sub in (*KINDS, COMMITS_DIR):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
-        committed = {f for marker in self._markers() for f in marker["files"].values()}
+        committed = set() if overwrite else {f for marker in self._markers() for f in marker["files"].values()}
         for sub in (*KINDS, COMMITS_DIR):
             for p in (self.out_dir / sub).iterdir():
-                if not p.is_file():
-                    continue
+                tmp = p.name.endswith(".tmp")
+                if not p.is_file() or not _PART_RE.match(p.name[:-4] if tmp else p.name):
+                    continue  # not ours: left alone
                 rel = f"{sub}/{p.name}"
-                if p.name.endswith(".tmp") or (sub != COMMITS_DIR and rel not in committed):
+                if tmp or overwrite or (sub != COMMITS_DIR and rel not in committed):
                     p.unlink()
 
     def done_ids(self) -> set[str]:
         """Sample ids that are final: present in committed shards or rejects."""
-        ids: set[str] = set()
+        return set(self.id_counts())
+
+    def id_counts(self) -> Counter[str]:
+        """How often each final sample id is committed (shards + rejects); more than 1 is a duplicate."""
+        counts: Counter[str] = Counter()
         for kind in ("shards", "rejects"):
             for path in self.committed_files(kind):
-                col = pq.read_table(path, columns=["sample_id"]).column("sample_id")
-                ids.update(col.to_pylist())
-        return ids
+                counts.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
+        return counts
 
     # ------------------------------------------------------------ writing
 

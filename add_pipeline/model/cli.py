@@ -177,6 +177,7 @@ def decompose_files(images: Sequence[Path], out: Path, model_src: str | Path = "
     """
     from add_pipeline.core.composite import recomposition_error
     from add_pipeline.io.images import InputError, encode_png, load_image
+    from add_pipeline.io.names import child, safe_name
     from add_pipeline.io.shards import ShardStore
     from add_pipeline.model.infer import decompose_image, load_model
     from add_pipeline.tools.encoder import PngRowEncoder
@@ -207,10 +208,10 @@ def decompose_files(images: Sequence[Path], out: Path, model_src: str | Path = "
                              "trace_id": trace_id, "workflow": workflow, "rejected_at": datetime.now(UTC)})
             continue
         layers = decompose_image(model, loaded.rgb, size=size)
-        folder = out / "layers" / sid
+        folder = child(out / "layers", sid)
         folder.mkdir(parents=True, exist_ok=True)
         for z, lay in enumerate(layers):
-            (folder / f"{z:02d}_{lay.name}.png").write_bytes(encode_png(lay.rgba))
+            (folder / f"{z:02d}_{safe_name(lay.name)}.png").write_bytes(encode_png(lay.rgba))
         mean, worst = recomposition_error(loaded.rgb, [lay.rgba for lay in layers])
         meta = {"load_notes": loaded.notes, "original_size": loaded.original_size, "model": str(model_src),
                 "recompose_mean": mean, "recompose_max": worst}

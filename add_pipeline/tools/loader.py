@@ -18,10 +18,12 @@ class PillowLoader(Tool):
     family: ClassVar[str] = "load"
     name: ClassVar[str] = "pillow"
 
-    def __init__(self, working_size: int = 512, max_pixels: int = 64_000_000) -> None:
+    def __init__(self, working_size: int = 512, max_pixels: int = 64_000_000, max_bytes: int = 256_000_000) -> None:
         self.working_size = int(working_size)
         self.max_pixels = int(max_pixels)
+        self.max_bytes = int(max_bytes)
 
     def __call__(self, source: str) -> LoadedImage:
         """``source``: a file path. Returns the HxWx3 uint8 image at working size plus notes."""
-        return load_image(source, working_size=self.working_size, max_pixels=self.max_pixels)
+        return load_image(source, working_size=self.working_size, max_pixels=self.max_pixels,
+                          max_bytes=self.max_bytes)

@@ -1,0 +1,124 @@
+"""One writer per output folder: a second run into the same OUT is refused, naming the holder; a
+killed holder frees it; ids committed twice (as two writers used to) are reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from add_pipeline.exec.run import RunError, RunOptions, run
+from add_pipeline.exec.stats import compute_stats
+from add_pipeline.io.lock import LOCK_NAME, OutputLockedError, output_lock
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _photos(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        img = np.full((96, 128, 3), 200, np.uint8)
+        img[30:70, 40 + 10 * k : 80 + 10 * k] = rng.integers(0, 80, 3)
+        Image.fromarray(img).save(folder / f"p{k}.png")
+    return folder
+
+
+def _hold_lock(out: Path) -> subprocess.Popen:
+    """Another process that takes OUT's writer lock and keeps it until killed."""
+    code = ("import sys, time; from pathlib import Path; from add_pipeline.io.lock import output_lock\n"
+            "with output_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_second_writer_is_refused_and_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    holder = _hold_lock(out)
+    try:
+        with pytest.raises(RunError, match=rf"being written by another run \(pid {holder.pid} on "):
+            run(RunOptions(input=str(_photos(tmp_path / "in", 1)), out=out, workflow="cpu-classical", local=True,
+                           progress=False))
+        assert not (out / "shards").exists()  # refused before touching anything
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    stats = run(RunOptions(input=str(tmp_path / "in"), out=out, workflow="cpu-classical", local=True, progress=False))
+    assert stats["inputs_done"] == 1 and stats["duplicate_ids"] == 0
+    assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+def test_lock_is_exclusive_within_one_process_too(tmp_path: Path) -> None:
+    with output_lock(tmp_path):
+        with pytest.raises(OutputLockedError, match=f"pid {os.getpid()}"):
+            with output_lock(tmp_path):
+                pass
+    with output_lock(tmp_path):  # released on exit
+        pass
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_commit_every_id_once(tmp_path: Path) -> None:
+    """The reported bug: `liwi run ... & liwi run ...` into one OUT committed every id twice."""
+    photos = _photos(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).parent / "liwi"), "run", "--input", str(photos), "--out", str(out),
+           "--workflow", "cpu-classical", "--local", "--no-progress", "--shard-size", "1"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)]
+    time.sleep(0.5)
+    procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO))
+    results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(rc for rc, _ in results)
+    assert codes[0] == 0 and codes[1] != 0, results
+    refused = next(err for rc, err in results if rc != 0)
+    assert "being written by another run" in refused
+    stats = compute_stats(out)
+    assert stats["inputs_done"] == 4 and stats["duplicate_ids"] == 0
+
+
+def test_stats_report_ids_committed_twice(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(RunOptions(input=str(_photos(tmp_path / "in", 1)), out=out, workflow="cpu-classical", local=True,
+                   progress=False))
+    # what two writers used to leave behind: the same sample committed in a second part
+    commits = sorted((out / "_commits").glob("part-*.json"))
+    marker = json.loads(commits[0].read_text())
+    for kind, rel in marker["files"].items():
+        src = out / rel
+        (src.parent / "part-00099.parquet").write_bytes(src.read_bytes())
+        marker["files"][kind] = f"{kind}/part-00099.parquet"
+    marker["part"] = 99
+    (out / "_commits" / "part-00099.json").write_text(json.dumps(marker))
+    stats = compute_stats(out)
+    assert stats["duplicate_ids"] == 1 and stats["duplicate_examples"] == ["p0.png"]
+    again = run(RunOptions(input=str(tmp_path / "in"), out=out, workflow="cpu-classical", local=True,
+                           progress=False))
+    assert again["last_run"]["processed"] == 0  # nothing committed a third time
+    assert json.loads((out / "run.json").read_text())["duplicates_on_start"] == 1
+
+
+def test_a_run_deletes_only_files_it_wrote(tmp_path: Path) -> None:
+    """`mkdir -p o/traces; echo x > o/traces/notes.txt; liwi run ... --out o` used to delete notes.txt."""
+    out = tmp_path / "out"
+    (out / "traces").mkdir(parents=True)
+    (out / "traces" / "notes.txt").write_text("x")
+    (out / "shards").mkdir()
+    (out / "shards" / "mine.parquet.tmp").write_text("not ours either")
+    photos = _photos(tmp_path / "in", 1)
+    for overwrite in (False, True):
+        stats = run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False,
+                               overwrite=overwrite))
+        assert stats["inputs_done"] == 1
+        assert (out / "traces" / "notes.txt").read_text() == "x"
+        assert (out / "shards" / "mine.parquet.tmp").exists()
+    assert len(list((out / "shards").glob("part-*.parquet"))) == 1  # --overwrite replaced our own part
