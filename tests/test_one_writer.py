@@ -122,3 +122,26 @@ def test_a_run_deletes_only_files_it_wrote(tmp_path: Path) -> None:
         assert (out / "traces" / "notes.txt").read_text() == "x"
         assert (out / "shards" / "mine.parquet.tmp").exists()
     assert len(list((out / "shards").glob("part-*.parquet"))) == 1  # --overwrite replaced our own part
+
+
+def test_every_commit_marker_guards_the_workflow(tmp_path: Path) -> None:
+    """Deleting run.json (or its hash) no longer lets another workflow resume into the same OUT."""
+    out = tmp_path / "out"
+    photos = _photos(tmp_path / "in", 2)
+    run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False, limit=1))
+    marker = json.loads(next((out / "_commits").glob("part-*.json")).read_text())
+    assert len(marker["workflow_hash"]) == 64
+    (out / "run.json").unlink()
+    with pytest.raises(RunError, match="different workflow configuration"):
+        run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False, seed=1))
+    stats = run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False))
+    assert stats["inputs_done"] == 2  # the same workflow resumes
+
+
+def test_an_unreadable_run_json_is_one_clear_error(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("{not json")
+    with pytest.raises(RunError, match=r"run.json: unreadable"):
+        run(RunOptions(input=str(_photos(tmp_path / "in", 1)), out=out, workflow="cpu-classical", local=True,
+                       progress=False))

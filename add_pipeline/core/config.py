@@ -140,8 +140,11 @@ class Workflow(BaseModel):
         return {**card.params, **extra}
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the resolved workflow (cards included)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON of the resolved workflow (cards included), secrets masked
+        (:func:`~add_pipeline.core.redact.redact`): a changed password is the same workflow."""
+        from add_pipeline.core.redact import redact
+
+        blob = json.dumps(redact(self.model_dump(mode="json")), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

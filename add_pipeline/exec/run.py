@@ -31,6 +31,7 @@ from add_pipeline import __version__
 from add_pipeline.agents.graph import build_graph
 from add_pipeline.agents.policy import Policy, build_policy
 from add_pipeline.core.config import Workflow, load_workflow
+from add_pipeline.core.redact import redact
 from add_pipeline.exec.fallback import runnable_workflow
 from add_pipeline.exec.runner import LocalToolRunner, ToolRunner
 from add_pipeline.exec.sample import SampleOutcome, decompose_one
@@ -81,12 +82,22 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _check_resumable(out: Path, wf: Workflow, overwrite: bool) -> None:
-    prev = out / "run.json"
-    if overwrite or not prev.exists():
+    """Refuse to resume into ``out`` if ``run.json`` or any commit marker names another workflow."""
+    if overwrite:
         return
-    old = json.loads(prev.read_text()).get("workflow_hash")
-    if old and old != wf.digest():
-        raise RunError(f"{out} holds output of a different workflow configuration (hash {old[:12]} != "
+    prev = out / "run.json"
+    seen = set(ShardStore(out).workflow_hashes())
+    if prev.exists():
+        try:
+            old = json.loads(prev.read_text()).get("workflow_hash")
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{prev}: unreadable ({exc}); delete it (the commit markers say what is done) "
+                           "or pass --overwrite") from exc
+        if old:
+            seen.add(old)
+    other = sorted(h for h in seen if h != wf.digest())
+    if other:
+        raise RunError(f"{out} holds output of a different workflow configuration (hash {other[0][:12]} != "
                        f"{wf.digest()[:12]}); pass --overwrite to start over or choose another --out")
 
 
@@ -123,8 +134,8 @@ def _policy(wf: Workflow, out: Path) -> Policy:
 class _Batcher:
     """Buffers outcomes and commits them in batches of ``shard_size`` samples."""
 
-    def __init__(self, store: ShardStore, shard_size: int) -> None:
-        self.store, self.size = store, shard_size
+    def __init__(self, store: ShardStore, shard_size: int, workflow_hash: str | None = None) -> None:
+        self.store, self.size, self.workflow_hash = store, shard_size, workflow_hash
         self.rows: list[dict[str, Any]] = []
         self.rejects: list[dict[str, Any]] = []
         self.traces: list[dict[str, Any]] = []
@@ -140,7 +151,7 @@ class _Batcher:
 
     def flush(self) -> None:
         if self.rows or self.rejects:
-            self.store.commit(self.rows, self.rejects, self.traces)
+            self.store.commit(self.rows, self.rejects, self.traces, workflow_hash=self.workflow_hash)
         self.rows, self.rejects, self.traces = [], [], []
 
 
@@ -193,19 +204,19 @@ def prepare_out(items: list[InputItem], wf: Workflow, ex: ExecOptions, run_info:
         log.warning("%s: %d sample ids are committed more than once (e.g. %s); liwi stats lists them",
                     out, len(duplicates), ", ".join(duplicates[:3]))
     todo = [i for i in items if i.sample_id not in done]
-    _write_json(out / "run.json", {
+    _write_json(out / "run.json", redact({
         **run_info, "exec": {**asdict(ex), "out": str(ex.out)},
         "workflow": wf.model_dump(mode="json"), "workflow_hash": wf.digest(), "seed": wf.seed,
         "versions": _versions(), "inputs": len(items), "already_done": len(items) - len(todo),
         "duplicates_on_start": len(duplicates),
-    })
+    }))
     return todo
 
 
 def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
     """Process ``todo`` with ``job``, many in flight, committing in batches; returns the run's stats."""
     wf = job.workflow
-    batcher = _Batcher(ShardStore(ex.out), ex.shard_size)
+    batcher = _Batcher(ShardStore(ex.out), ex.shard_size, wf.digest())
     t0 = time.perf_counter()
     t_ready = t_done = t0
     driver_cpu = 0.0

@@ -152,8 +152,12 @@ class ShardStore:
 
     # ------------------------------------------------------------ writing
 
-    def commit(self, accepted: list[dict], rejected: list[dict], traces: list[dict]) -> int | None:
+    def commit(self, accepted: list[dict], rejected: list[dict], traces: list[dict],
+               workflow_hash: str | None = None) -> int | None:
         """Write the non-empty tables as part ``n`` and then its marker; return ``n``.
+
+        ``workflow_hash`` (the digest of the workflow that made the rows) is recorded in the
+        marker, so a resume can check every committed part, not only ``run.json``.
 
         Returns ``None`` (and writes nothing) when all three lists are empty.
 
@@ -189,6 +193,7 @@ class ShardStore:
             "files": files,
             "rows": row_counts,
             "sample_ids": sample_ids,
+            **({"workflow_hash": workflow_hash} if workflow_hash else {}),
         }
         payload = json.dumps(marker, indent=1).encode("utf-8")
         _write_bytes_atomic(payload, self.out_dir / COMMITS_DIR / f"{name}.json")
@@ -223,6 +228,11 @@ class ShardStore:
             except json.JSONDecodeError as e:  # markers are written atomically; this is outside damage
                 raise ValueError(f"commit marker {p} is not valid JSON: {e}") from e
         return markers
+
+    def workflow_hashes(self) -> set[str]:
+        """The workflow hashes recorded by the commit markers (markers written before they were
+        recorded contribute none)."""
+        return {m["workflow_hash"] for m in self._markers() if m.get("workflow_hash")}
 
     def committed_files(self, kind: Kind) -> list[Path]:
         """Paths of the committed Parquet parts of ``kind``, in part order."""
