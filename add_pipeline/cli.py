@@ -28,18 +28,21 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel tool workers [default: CPUs].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed passed to every seeded tool.")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster (or $RAY_ADDRESS).")
+@click.option("--ray-timeout", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
+              help="Seconds to wait for --ray-address to answer before giving up.")
 @click.option("--overwrite", is_flag=True, help="Delete previous output in OUT and start over.")
 @click.option("--local", is_flag=True, help="Run tools in this process instead of Ray (debugging).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def run(input_: str, out: Path, workflow: str, limit: int | None, shard_size: int, workers: int | None,
-        seed: int, ray_address: str | None, overwrite: bool, local: bool, no_progress: bool) -> None:
+        seed: int, ray_address: str | None, ray_timeout: float, overwrite: bool, local: bool,
+        no_progress: bool) -> None:
     """Decompose every photo of INPUT into layers; rerun the same command to resume."""
     from add_pipeline.exec.run import RunError, RunOptions
     from add_pipeline.exec.run import run as run_job
 
     opts = RunOptions(input=input_, out=out, workflow=workflow, limit=limit, shard_size=shard_size, workers=workers,
                       seed=seed, ray_address=ray_address, overwrite=overwrite, local=local,
-                      progress=not no_progress)
+                      progress=not no_progress, ray_timeout_s=ray_timeout)
     try:
         stats = run_job(opts)
     except (RunError, ConfigError, ValueError) as exc:
@@ -60,7 +63,10 @@ def stats(out: Path, as_json: bool) -> None:
     """Counts, acceptance, reject reasons and time per tool of the run in OUT."""
     from add_pipeline.exec.stats import compute_stats
 
-    s = compute_stats(out)
+    try:
+        s = compute_stats(out)
+    except (OSError, ValueError) as exc:  # a missing or damaged part: one line, naming it
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(s, indent=2, sort_keys=True))
         return
@@ -136,7 +142,11 @@ def traces(out: Path, sample_id: str | None, sql: str | None) -> None:
         import duckdb
 
         try:
-            rel = connect(out, sandboxed=True).sql(sql)  # read-only: no files, no extensions, no settings
+            con = connect(out, sandboxed=True)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        try:
+            rel = con.sql(sql)  # read-only: no files, no extensions, no settings
             if rel is not None:
                 click.echo(_table(rel))
         except duckdb.PermissionException as exc:

@@ -145,3 +145,40 @@ def test_an_unreadable_run_json_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunError, match=r"run.json: unreadable"):
         run(RunOptions(input=str(_photos(tmp_path / "in", 1)), out=out, workflow="cpu-classical", local=True,
                        progress=False))
+
+
+def test_a_deleted_part_is_reported_and_its_samples_redone(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from add_pipeline.cli import main
+
+    out = tmp_path / "out"
+    photos = _photos(tmp_path / "in", 3)
+    run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False, shard_size=1))
+    victim = sorted((out / "shards").glob("part-*.parquet"))[1]
+    victim.unlink()
+    res = CliRunner().invoke(main, ["stats", str(out)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert f"lists shards/{victim.name}, which is missing" in res.output
+    stats = run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False,
+                           shard_size=1))
+    assert stats["last_run"]["processed"] == 1 and stats["inputs_done"] == 3 and stats["duplicate_ids"] == 0
+    assert json.loads((out / "run.json").read_text())["dropped_parts"] == [
+        f"{victim.stem}: shards/{victim.name} is missing"]
+
+
+def test_an_unreachable_ray_address_fails_fast_and_touches_nothing(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port on this machine with nobody listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    with pytest.raises(RunError, match=rf"cannot reach the Ray cluster at 127.0.0.1:{port} within 2 s"):
+        run(RunOptions(input=str(_photos(tmp_path / "in", 1)), out=out, workflow="cpu-classical", progress=False,
+                       ray_address=f"127.0.0.1:{port}", ray_timeout_s=2.0))
+    assert time.perf_counter() - t0 < 10 and not out.exists()
+    with pytest.raises(RunError, match=r"cluster at ray://\*\*\*@127.0.0.1"):  # no password in the message
+        run(RunOptions(input=str(tmp_path / "in"), out=out, progress=False, ray_address=f"ray://u:pw@127.0.0.1:{port}",
+                       ray_timeout_s=2.0))

@@ -24,7 +24,15 @@ from add_pipeline.compose.graph import build_compose_graph
 from add_pipeline.compose.plan import ComposeSettings
 from add_pipeline.compose.policy import ComposePolicy, build_compose_policy
 from add_pipeline.core.config import Workflow, load_workflow
-from add_pipeline.exec.run import ExecOptions, RunError, checkpointer, exclusive, execute, prepare_out
+from add_pipeline.exec.run import (
+    ExecOptions,
+    RunError,
+    check_cluster,
+    checkpointer,
+    exclusive,
+    execute,
+    prepare_out,
+)
 from add_pipeline.exec.runner import ToolRunner
 from add_pipeline.exec.sample import RECURSION_LIMIT, SampleOutcome
 from add_pipeline.io.inputs import InputItem
@@ -96,6 +104,7 @@ def compose(assets: Path, out: Path, n: int, seed: int, workflow: str = "compose
     ``liwi run``, ``source_kind="composed"``); resumable. Returns the stats written to ``out/stats.json``."""
     if n < 0:
         raise RunError(f"n must be >= 0, got {n}")
+    check_cluster(ray_address, local, 15.0)  # before anything touches OUT
     wf, settings = load_compose_workflow(workflow, seed)
     try:
         library = AssetLibrary.load(assets)

@@ -117,6 +117,32 @@ def _options(card: ToolCard) -> dict[str, Any]:
     return opts
 
 
+def unreachable(address: str, timeout_s: float) -> str | None:
+    """Why the Ray cluster at ``address`` cannot be reached within ``timeout_s`` (a TCP connect to its
+    head), or None if it can or the address is one Ray resolves itself (``auto``, ``local``).
+
+    ``ray.init`` on an unreachable head retries for minutes; this answers in ``timeout_s``.
+    """
+    import socket
+
+    if address in ("auto", "local"):
+        return None
+    client = address.startswith("ray://")
+    hostport = address.removeprefix("ray://").split("/", 1)[0].rsplit("@", 1)[-1]
+    host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    try:
+        port_no = int(port) if port else (10001 if client else 6379)
+    except ValueError:
+        return f"bad port {port!r}"
+    try:
+        with socket.create_connection((host.strip("[]"), port_no), timeout=timeout_s):
+            return None
+    except TimeoutError:
+        return "timed out"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
 def start_ray(address: str | None, num_cpus: int | None) -> bool:
     """Join ``address`` (or ``$RAY_ADDRESS``) or start a local Ray with ``num_cpus``; True if we started it."""
     if ray.is_initialized():

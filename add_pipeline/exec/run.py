@@ -58,6 +58,7 @@ class RunOptions:
     overwrite: bool = False
     local: bool = False
     progress: bool = True
+    ray_timeout_s: float = 15.0
 
 
 class RunError(RuntimeError):
@@ -194,6 +195,8 @@ def prepare_out(items: list[InputItem], wf: Workflow, ex: ExecOptions, run_info:
     _check_resumable(out, wf, ex.overwrite)
     store = ShardStore(out)
     store.prepare(overwrite=ex.overwrite)
+    for note in store.dropped_parts:
+        log.warning("%s: %s; its samples are redone", out, note)
     if ex.overwrite:
         for stale in ("checkpoints.sqlite", "stats.json"):
             (out / stale).unlink(missing_ok=True)
@@ -208,7 +211,7 @@ def prepare_out(items: list[InputItem], wf: Workflow, ex: ExecOptions, run_info:
         **run_info, "exec": {**asdict(ex), "out": str(ex.out)},
         "workflow": wf.model_dump(mode="json"), "workflow_hash": wf.digest(), "seed": wf.seed,
         "versions": _versions(), "inputs": len(items), "already_done": len(items) - len(todo),
-        "duplicates_on_start": len(duplicates),
+        "duplicates_on_start": len(duplicates), "dropped_parts": store.dropped_parts,
     }))
     return todo
 
@@ -357,6 +360,7 @@ class DecomposeRecipe:
 
 def run(opts: RunOptions) -> dict[str, Any]:
     """Run the decompose stage; returns the stats written to ``OUT/stats.json``."""
+    check_cluster(opts.ray_address, opts.local, opts.ray_timeout_s)  # before anything touches OUT
     wf, fallback = runnable_workflow(load_workflow(opts.workflow).model_copy(update={"seed": opts.seed}))
     ex = ExecOptions(out=opts.out, workers=opts.workers or os.cpu_count() or 1, shard_size=opts.shard_size,
                      ray_address=opts.ray_address, overwrite=opts.overwrite, local=opts.local,
@@ -369,6 +373,20 @@ def run(opts: RunOptions) -> dict[str, Any]:
                                            "fallback": fallback})
         with checkpointer(ex.out, wf.execution.checkpoint_graphs) as saver:
             return execute(todo, DecomposeJob(wf, build_graph(saver), _policy(wf, ex.out), ex.out), ex)
+
+
+def check_cluster(address: str | None, local: bool, timeout_s: float) -> None:
+    """Raise :class:`RunError` at once if the Ray cluster to join cannot be reached in ``timeout_s``."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if local or not address:
+        return
+    from add_pipeline.exec.ray_exec import unreachable
+
+    why = unreachable(address, timeout_s)
+    if why:
+        shown = redact(address)
+        raise RunError(f"cannot reach the Ray cluster at {shown} within {timeout_s:g} s ({why}); check "
+                       "--ray-address / RAY_ADDRESS, or drop it to run on a local Ray")
 
 
 @contextmanager

@@ -114,6 +114,7 @@ class ShardStore:
 
     def __init__(self, out_dir: str | Path) -> None:
         self.out_dir = Path(out_dir)
+        self.dropped_parts: list[str] = []  # set by prepare(): parts uncommitted because a file was gone
 
     # ------------------------------------------------------------ lifecycle
 
@@ -128,6 +129,7 @@ class ShardStore:
         """
         for sub in (*KINDS, COMMITS_DIR):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.dropped_parts = [] if overwrite else self._drop_broken_parts()
         committed = set() if overwrite else {f for marker in self._markers() for f in marker["files"].values()}
         for sub in (*KINDS, COMMITS_DIR):
             for p in (self.out_dir / sub).iterdir():
@@ -229,6 +231,19 @@ class ShardStore:
                 raise ValueError(f"commit marker {p} is not valid JSON: {e}") from e
         return markers
 
+    def _drop_broken_parts(self) -> list[str]:
+        """Uncommit every part whose marker lists a file that is gone (deleted by hand, a lost disk
+        block): its marker goes, so its other files are cleaned below and its samples are redone.
+        Returns what was dropped, as ``"part-NNNNN: shards/part-NNNNN.parquet is missing"``."""
+        dropped = []
+        for marker in self._markers():
+            missing = [rel for rel in marker["files"].values() if not (self.out_dir / rel).is_file()]
+            if missing:
+                name = f"part-{marker['part']:05d}"
+                (self.out_dir / COMMITS_DIR / f"{name}.json").unlink()
+                dropped.append(f"{name}: {', '.join(missing)} is missing")
+        return dropped
+
     def workflow_hashes(self) -> set[str]:
         """The workflow hashes recorded by the commit markers (markers written before they were
         recorded contribute none)."""
@@ -243,7 +258,8 @@ class ShardStore:
                 continue
             path = self.out_dir / rel
             if not path.is_file():
-                raise FileNotFoundError(f"commit marker for part {marker['part']} lists {rel}, which is missing")
+                raise FileNotFoundError(f"{self.out_dir}: commit marker of part {marker['part']} lists {rel}, which "
+                                        "is missing; rerun the same liwi command to redo that part's samples")
             paths.append(path)
         return paths
 
