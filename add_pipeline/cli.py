@@ -253,11 +253,17 @@ def synth(out: Path, n: int, seed: int, workers: int | None, local: bool, overwr
               help="Report path; writes REPORT.json and REPORT.md (the suffix is replaced).")
 @click.option("--max-merges", type=click.IntRange(0, 10), default=5, show_default=True)
 @click.option("--name", default="pred", show_default=True, help="Method name in the Markdown table.")
-def eval_cmd(pred: Path, gt: Path, report: Path, max_merges: int, name: str) -> None:
+@click.option("--resize-pred", is_flag=True,
+              help="Resize predicted layers of another size to the ground truth's (recorded in the report); "
+                   "without it such a sample fails with the reason.")
+def eval_cmd(pred: Path, gt: Path, report: Path, max_merges: int, name: str, resize_pred: bool) -> None:
     """Score predicted layers against ground truth with the LayerD protocol (+ per-kind figures)."""
     from add_pipeline.eval.report import evaluate, to_markdown
 
-    result = evaluate(pred, gt, max_merges=max_merges)
+    try:
+        result = evaluate(pred, gt, max_merges=max_merges, resize_pred=resize_pred)
+    except (OSError, ValueError) as exc:  # e.g. a truncated or missing part file: one line naming it
+        raise click.ClickException(f"cannot read the stacks: {exc}") from exc
     report.parent.mkdir(parents=True, exist_ok=True)
     report.with_suffix(".json").write_text(json.dumps(result, indent=2, default=float))
     md = to_markdown({name: result})
@@ -268,6 +274,8 @@ def eval_cmd(pred: Path, gt: Path, report: Path, max_merges: int, name: str) -> 
         click.echo(f"warning: {len(unmatched['gt_only'])} ground-truth samples without prediction, "
                    f"{len(unmatched['pred_only'])} predictions without ground truth, "
                    f"{len(result['failed'])} failed (see the JSON)", err=True)
+        for f in result["failed"][:5]:
+            click.echo(f"  failed {f['sample_id']}: {f['error']}", err=True)
 
 
 @main.command()

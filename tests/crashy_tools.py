@@ -30,3 +30,24 @@ class CrashOnceInpainter(Inpainter):
             flag.write_text(str(os.getpid()))
             os._exit(1)  # a system failure, not a tool error
         return cv2.inpaint(image, mask.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+
+
+class HangOnceInpainter(Inpainter):
+    """Telea inpainting, except that the first call (per ``flag`` file, claimed atomically) sleeps
+    ``sleep_s``: a stuck sample, to test ``execution.sample_timeout_s``."""
+
+    name: ClassVar[str] = "hang-once"
+
+    def __init__(self, flag: str, sleep_s: float = 3600.0) -> None:
+        self.flag = flag
+        self.sleep_s = float(sleep_s)
+
+    def infer(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import time
+
+        try:
+            os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return cv2.inpaint(image, mask.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+        time.sleep(self.sleep_s)
+        return cv2.inpaint(image, mask.astype(np.uint8), 3, cv2.INPAINT_TELEA)

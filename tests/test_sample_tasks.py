@@ -86,3 +86,27 @@ def test_a_crashed_sample_task_is_retried_and_recorded(ray_session, tmp_path):
     retry = [t for t in traces if t["node"] == "sample"]
     assert len(retry) == 1 and "Worker" in retry[0]["error"] and json.loads(retry[0]["decision"])["retry"]
     assert len({t["trace_id"] for t in traces}) == 1 and [t["seq"] for t in traces] == list(range(len(traces)))
+
+
+def test_a_stuck_sample_is_rejected_at_its_time_limit_and_the_run_goes_on(ray_session, tmp_path):
+    import time
+
+    wf = load_workflow("cpu-classical").model_copy(update={"working_size": 192})
+    hang = wf.cards["telea"].model_copy(update={"backend": "tests.crashy_tools:HangOnceInpainter",
+                                                "params": {"flag": str(tmp_path / "flag")}})
+    wf = _placed(wf, telea=hang)
+    wf = wf.model_copy(update={"execution": wf.execution.model_copy(update={"sample_timeout_s": 20.0})})
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for seed in range(3):
+        scene = make_scene(300 + seed, size=(160, 192), n_objects=1)
+        cv2.imwrite(str(inputs / f"s{seed}.png"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+    t0 = time.perf_counter()
+    stats = _run(wf, inputs, tmp_path / "out")
+    assert time.perf_counter() - t0 < 120  # not the hour the stuck tool sleeps
+    assert stats["accepted"] + stats["rejected"] == 3 and (tmp_path / "flag").exists()
+    rejects = ShardStore(tmp_path / "out").read_table("rejects").to_pylist()
+    stuck = [r for r in rejects if r["stage"] == "timeout"]
+    assert len(stuck) == 1 and "no result after" in stuck[0]["reason"]
+    assert "sample_timeout_s = 20" in stuck[0]["reason"]
+    assert stats["accepted"] >= 1

@@ -91,6 +91,9 @@ class Execution(BaseModel):
     in_flight_per_worker: int = Field(default=2, ge=1)
     task_retries: int = Field(default=2, ge=0)
     checkpoint_graphs: bool = True
+    sample_timeout_s: float | None = Field(
+        default=600.0, gt=0, description="wall-clock limit per sample from its submission; a sample past it is "
+        "rejected (stage 'timeout') while the run goes on; None = no limit")
     placement: Literal["tool-tasks", "sample-tasks"] = Field(
         default="tool-tasks",
         description="tool-tasks: graphs run in the driver, every tool call is a Ray task (or actor call); "
@@ -150,7 +153,9 @@ class Workflow(BaseModel):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a workflow or card is a YAML text file") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -174,6 +179,8 @@ def load_workflow(name_or_path: str, root: Path | None = None) -> Workflow:
     """Load a workflow by name (``workflows/<name>.yaml``) or path, resolving its tool cards."""
     root = root or config_root()
     path = Path(name_or_path)
+    if path.is_file() and path.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"{path}: a workflow file must be YAML (.yaml or .yml); or give a workflow name")
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = root / "workflows" / f"{name_or_path}.yaml"
     if not path.exists():

@@ -308,4 +308,12 @@ def submit_sample(recipe: Any, item: Any, num_cpus: float) -> Future[Any]:
 
     No automatic Ray retries: the caller sees a system failure and records its own retry.
     """
-    return _run_sample.options(num_cpus=num_cpus, max_retries=0).remote(recipe, item).future()
+    ref = _run_sample.options(num_cpus=num_cpus, max_retries=0).remote(recipe, item)
+    fut = ref.future()
+    fut.ray_ref = ref  # type: ignore[attr-defined]  (so a stuck sample can be cancelled: cancel_task)
+    return fut
+
+
+def cancel_task(ref: Any) -> None:
+    """Cancel a running Ray task, killing its worker (Ray starts a fresh one)."""
+    ray.cancel(ref, force=True)

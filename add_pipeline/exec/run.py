@@ -235,19 +235,38 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
         t_ready, cpu_ready = time.perf_counter(), time.process_time()
         submit = _submitter(job, ex, pool, runner)
         pending: dict[Future[SampleOutcome], tuple[InputItem, list[dict[str, Any]]]] = {}
+        started: dict[Future[SampleOutcome], float] = {}
+        limit = wf.execution.sample_timeout_s
+
+        def launch(item: InputItem, retries: list[dict[str, Any]]) -> None:
+            fut = submit(item)
+            pending[fut], started[fut] = (item, retries), time.perf_counter()
+
         queue = iter(todo)
         for item in queue:
-            pending[submit(item)] = (item, [])
+            launch(item, [])
             if len(pending) >= window:
                 break
         while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            deadline = min(started[f] for f in pending) + limit - time.perf_counter() if limit else None
+            finished, _ = wait(list(pending), timeout=None if deadline is None else max(deadline, 0.05),
+                               return_when=FIRST_COMPLETED)
+            now = time.perf_counter()
+            expired = [f for f in pending if limit and f not in finished and now - started[f] >= limit]
+            done: list[tuple[SampleOutcome, Future[SampleOutcome]]] = []
             for fut in finished:
                 item, retries = pending.pop(fut)
                 outcome = _outcome(fut, item, retries, wf)
                 if outcome is None:  # a system failure of a sample task: retried, and the retry recorded
-                    pending[submit(item)] = (item, retries)
+                    launch(item, retries)
                     continue
+                done.append((outcome, fut))
+            for fut in expired:  # stuck: rejected with the reason, and the run goes on without it
+                item, retries = pending.pop(fut)
+                _abandon(fut)
+                done.append((_timed_out(item, retries, wf, now - started[fut]), fut))
+            for outcome, fut in done:
+                started.pop(fut, None)
                 if outcome.checkpoint is not None and saver is not None:
                     config, checkpoint, metadata = outcome.checkpoint
                     saver.put(config, checkpoint, metadata, checkpoint.get("channel_versions", {}))
@@ -259,7 +278,7 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
                 bar.set_postfix(ok=counts["accepted"], rej=counts["rejected"])
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending[submit(nxt)] = (nxt, [])
+                    launch(nxt, [])
         batcher.flush()
         t_done, driver_cpu = time.perf_counter(), time.process_time() - cpu_ready
     stats = compute_stats(ex.out)
@@ -283,6 +302,26 @@ def _submitter(job: Job, ex: ExecOptions, pool: ThreadPoolExecutor, runner: Tool
 
         return lambda item: submit_sample(recipe, item, num_cpus=1.0)
     return lambda item: pool.submit(job.process, item, runner)
+
+
+def _abandon(fut: Future[SampleOutcome]) -> None:
+    """Stop a stuck sample: a Ray sample task is cancelled (its worker killed); a driver thread
+    cannot be stopped, so its future is only dropped (its result, if it ever comes, is ignored)."""
+    if not fut.cancel():
+        ref = getattr(fut, "ray_ref", None)
+        if ref is not None:
+            from add_pipeline.exec.ray_exec import cancel_task
+
+            cancel_task(ref)
+
+
+def _timed_out(item: InputItem, retries: list[dict[str, Any]], wf: Workflow, waited: float) -> SampleOutcome:
+    """The reject of a sample that gave no result within ``execution.sample_timeout_s``."""
+    return SampleOutcome(item.sample_id, None, {
+        "sample_id": item.sample_id, "source": item.source, "stage": "timeout",
+        "reason": f"{item.source}: no result after {waited:.0f} s (execution.sample_timeout_s = "
+                  f"{wf.execution.sample_timeout_s:g})",
+        "trace_id": "", "workflow": wf.name, "rejected_at": datetime.now(timezone.utc)}, retries)
 
 
 def _outcome(fut: Future[SampleOutcome], item: InputItem, retries: list[dict[str, Any]],
