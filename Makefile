@@ -37,6 +37,8 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --out bench/results
+	# fault injection: random kill -9 of the driver and of Ray workers, then exactly-once checks
+	$(BIN)/python bench/soak.py --out bench/results
 
 eval: $(STAMP)
 	$(BIN)/python bench/run_eval.py --out bench/results

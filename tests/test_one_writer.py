@@ -182,3 +182,32 @@ def test_an_unreachable_ray_address_fails_fast_and_touches_nothing(tmp_path: Pat
     with pytest.raises(RunError, match=r"cluster at ray://\*\*\*@127.0.0.1"):  # no password in the message
         run(RunOptions(input=str(tmp_path / "in"), out=out, progress=False, ray_address=f"ray://u:pw@127.0.0.1:{port}",
                        ray_timeout_s=2.0))
+
+
+def _orphans() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["ppid", "cmdline"])
+            if p.info["ppid"] == 1 and (p.info["cmdline"] or [""])[0].startswith("ray::")]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_agents_left_by_a_killed_driver_are_reaped_by_the_next_start(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).parent / "liwi"), "run", "--input", str(photos), "--out", str(out),
+           "--workflow", "cpu-classical", "--workers", "1", "--shard-size", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            cwd=REPO)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any((out / "_commits").glob("*.json")):  # Ray up, work under way
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2.0)
+    left = _orphans()
+    assert left, "a killed driver left no Ray agents behind: nothing to test"
+    stats = run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", workers=1, progress=False))
+    assert stats["inputs_done"] == 6
+    assert not set(left) & set(_orphans())

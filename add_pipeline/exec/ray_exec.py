@@ -143,6 +143,33 @@ def unreachable(address: str, timeout_s: float) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+def reap_orphans() -> int:
+    """Kill this user's Ray processes orphaned by a driver that died (``kill -9``): Ray's node agents
+    (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``, ...) outlive a killed driver, re-parented to
+    init, ~90 MB each. A live Ray's agents have their raylet as parent, so only orphans are touched.
+    Returns how many were killed."""
+    import psutil
+
+    me = psutil.Process().username()
+    victims = []
+    for proc in psutil.process_iter(["ppid", "name", "cmdline", "username"]):
+        try:
+            cmd = proc.info["cmdline"] or []
+            if proc.info["ppid"] != 1 or proc.info["username"] != me or not cmd:
+                continue
+            if cmd[0].startswith("ray::") or any("ray/_private" in c or c.endswith("/raylet") for c in cmd[:2]):
+                victims.append(proc)
+        except (psutil.Error, TypeError):
+            continue
+    for proc in victims:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+    return len(victims)
+
+
 def start_ray(address: str | None, num_cpus: int | None) -> bool:
     """Join ``address`` (or ``$RAY_ADDRESS``) or start a local Ray with ``num_cpus``; True if we started it."""
     if ray.is_initialized():
@@ -151,6 +178,7 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
         return False
+    reap_orphans()
     # Local workers get one thread per task: parallelism comes from Ray, not from each library
     # spawning its own pool (which oversubscribes the cores and makes 2 workers slower than 1).
     threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
