@@ -47,6 +47,9 @@ def run(input_: str, out: Path, workflow: str, limit: int | None, shard_size: in
         stats = run_job(opts)
     except (RunError, ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # a full disk, a folder we may not write: committed work is safe
+        raise click.ClickException(f"{exc.filename or out}: {exc.strerror or exc}; fix that and rerun the same "
+                                   "command (what was committed is kept)") from exc
     last = stats["last_run"]
     if stats.get("fallback"):
         fb = stats["fallback"]

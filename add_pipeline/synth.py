@@ -33,7 +33,7 @@ def synth(out: Path, n: int, seed: int, workers: int | None = None, local: bool 
                    overwrite=overwrite, local=local, progress=progress))
     summary = curate(source, out / "assets")
     stats = compose(out / "assets", out, n=n, seed=seed, workers=workers, overwrite=overwrite, local=local,
-                    progress=progress)
+                    progress=progress, own_entries=("photos", "source", "assets", "split.json"))
     split = {
         "purpose": "held-out benchmark: never tune or train on these photos or assets",
         "photos": sorted(p.name for p in photos),

@@ -211,3 +211,44 @@ def test_ray_agents_left_by_a_killed_driver_are_reaped_by_the_next_start(tmp_pat
     stats = run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", workers=1, progress=False))
     assert stats["inputs_done"] == 6
     assert not set(left) & set(_orphans())
+
+
+def test_an_out_with_someone_elses_files_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    photos = _photos(tmp_path / "in", 1)
+    with pytest.raises(RunError, match=r"holds files that no liwi run wrote \(thesis.tex\)"):
+        run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False))
+    stats = run(RunOptions(input=str(photos), out=out, workflow="cpu-classical", local=True, progress=False,
+                           overwrite=True))
+    assert stats["inputs_done"] == 1 and (out / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from add_pipeline.cli import main
+
+    photos = _photos(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    args = ["run", "--input", str(photos), "--out", str(out), "--workflow", "cpu-classical", "--local",
+            "--no-progress", "--shard-size", "1"]
+    real, calls = pq.write_table, []
+
+    def fill_up(table, where, *a, **k):  # the second part file finds the disk full
+        calls.append(where)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(where))
+        return real(table, where, *a, **k)
+
+    monkeypatch.setattr(pq, "write_table", fill_up)
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and "No space left on device; fix that and rerun" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    monkeypatch.setattr(pq, "write_table", real)
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert compute_stats(out)["inputs_done"] == 3 and compute_stats(out)["duplicate_ids"] == 0

@@ -99,9 +99,11 @@ def load_compose_workflow(name_or_path: str, seed: int) -> tuple[Workflow, Compo
 
 def compose(assets: Path, out: Path, n: int, seed: int, workflow: str = "compose-default",
             workers: int | None = None, shard_size: int = 64, ray_address: str | None = None,
-            overwrite: bool = False, local: bool = False, progress: bool = True) -> dict[str, Any]:
+            overwrite: bool = False, local: bool = False, progress: bool = True,
+            own_entries: tuple[str, ...] = ()) -> dict[str, Any]:
     """Compose ``n`` layered samples from the curated ``assets`` into ``out`` (same shard contract as
-    ``liwi run``, ``source_kind="composed"``); resumable. Returns the stats written to ``out/stats.json``."""
+    ``liwi run``, ``source_kind="composed"``); resumable. Returns the stats written to ``out/stats.json``.
+    ``own_entries``: names the caller keeps in ``out`` itself (not someone else's files)."""
     if n < 0:
         raise RunError(f"n must be >= 0, got {n}")
     check_cluster(ray_address, local, 15.0)  # before anything touches OUT
@@ -111,7 +113,8 @@ def compose(assets: Path, out: Path, n: int, seed: int, workflow: str = "compose
     except ValueError as exc:
         raise RunError(str(exc)) from exc
     ex = ExecOptions(out=Path(out), workers=workers or os.cpu_count() or 1, shard_size=shard_size,
-                     ray_address=ray_address, overwrite=overwrite, local=local, progress=progress)
+                     ray_address=ray_address, overwrite=overwrite, local=local, progress=progress,
+                     own_entries=own_entries)
     items = composition_items(Path(assets), n, seed)
     options = {"assets": str(Path(assets).resolve()), "n": n, "seed": seed, "workflow": workflow}
     with exclusive(ex.out):

@@ -182,6 +182,25 @@ class ExecOptions:
     overwrite: bool = False
     local: bool = False
     progress: bool = True
+    own_entries: tuple[str, ...] = ()  # names in OUT the caller put there itself (e.g. synth's photos/)
+
+
+#: What a run writes at the top of OUT; anything else there is someone else's.
+OUR_ENTRIES = ("shards", "traces", "rejects", "_commits", "run.json", "run.json.tmp", "stats.json", "stats.json.tmp",
+               "checkpoints.sqlite", "checkpoints.sqlite-wal", "checkpoints.sqlite-shm", ".liwi.lock",
+               ".policy-cache")
+
+
+def _check_foreign(out: Path, ex: ExecOptions) -> None:
+    """Refuse an ``OUT`` that holds files no run wrote (a typo'd path, someone's folder), unless
+    ``--overwrite`` (which still deletes only our own files)."""
+    if ex.overwrite or (out / "run.json").exists():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_ENTRIES + ex.own_entries)
+    if foreign:
+        raise RunError(f"{out} holds files that no liwi run wrote ({', '.join(foreign[:3])}"
+                       f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new --out, or pass --overwrite "
+                       "to write beside them (only liwi's own files are ever deleted)")
 
 
 def prepare_out(items: list[InputItem], wf: Workflow, ex: ExecOptions, run_info: dict[str, Any]) -> list[InputItem]:
@@ -192,6 +211,7 @@ def prepare_out(items: list[InputItem], wf: Workflow, ex: ExecOptions, run_info:
         raise RunError(f"workers must be >= 1, got {ex.workers}")
     out = ex.out
     out.mkdir(parents=True, exist_ok=True)
+    _check_foreign(out, ex)
     _check_resumable(out, wf, ex.overwrite)
     store = ShardStore(out)
     store.prepare(overwrite=ex.overwrite)
