@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from add_pipeline.eval.layerd import soft_iou
+from add_pipeline.eval.real import union_inside
 from add_pipeline.tools.models.isnet import IsNetProposer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +77,7 @@ def matting(tool: IsNetProposer) -> dict[str, float]:
         folder = GT / "matting" / case
         img = _rgb(_first(folder, "image"))
         truth = cv2.imread(str(_first(folder, "alpha")), 0) >= 128
-        union = np.zeros(truth.shape, bool)
-        for p in tool(img, 4):
-            if p.mask is not None and (p.mask & truth).sum() > 0.5 * p.mask.sum():
-                union |= p.mask
+        union = union_inside([p.mask for p in tool(img, 4) if p.mask is not None], truth)
         out[case] = float((union & truth).sum() / max((union | truth).sum(), 1))
     return out
 

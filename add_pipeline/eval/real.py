@@ -68,12 +68,19 @@ def _pipeline_mask(image: np.ndarray, truth: np.ndarray, runner: LocalToolRunner
     """The pipeline's own mask of the object: the union of the masks (the workflow's proposer, then
     its segmenter) that lie mostly (> 50%) inside ``truth`` (the true alpha >= 0.5) — GT04's two
     trolls are two objects to the pipeline and one alpha to the benchmark; None if there are none."""
-    union = np.zeros(truth.shape, bool)
-    for prop in runner.call("propose", image, 4).value:
-        seg = runner.call("segment", image, prop.box, prop.mask).value.mask
-        if seg.any() and (seg & truth).sum() > 0.5 * seg.sum():
-            union |= seg
+    masks = [runner.call("segment", image, p.box, p.mask).value.mask for p in runner.call("propose", image, 4).value]
+    union = union_inside(masks, truth)
     return union if union.any() else None
+
+
+def union_inside(masks: list[np.ndarray], truth: np.ndarray) -> np.ndarray:
+    """The union of the ``masks`` (HxW bool) lying mostly (> 50%) inside ``truth`` (HxW bool): the
+    instances a decomposer made of one true object."""
+    union = np.zeros(truth.shape, bool)
+    for m in masks:
+        if m.any() and (m & truth).sum() > 0.5 * m.sum():
+            union |= m
+    return union
 
 
 def score_shadows(root: Path, runner: LocalToolRunner) -> dict[str, Any]:
