@@ -273,20 +273,20 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
                                return_when=FIRST_COMPLETED)
             now = time.perf_counter()
             expired = [f for f in pending if limit and f not in finished and now - started[f] >= limit]
-            done: list[tuple[SampleOutcome, Future[SampleOutcome]]] = []
+            done: list[SampleOutcome] = []
             for fut in finished:
                 item, retries = pending.pop(fut)
+                started.pop(fut, None)
                 outcome = _outcome(fut, item, retries, wf)
                 if outcome is None:  # a system failure of a sample task: retried, and the retry recorded
                     launch(item, retries)
                     continue
-                done.append((outcome, fut))
+                done.append(outcome)
             for fut in expired:  # stuck: rejected with the reason, and the run goes on without it
                 item, retries = pending.pop(fut)
                 _abandon(fut)
-                done.append((_timed_out(item, retries, wf, now - started[fut]), fut))
-            for outcome, fut in done:
-                started.pop(fut, None)
+                done.append(_timed_out(item, retries, wf, now - started.pop(fut)))
+            for outcome in done:
                 if outcome.checkpoint is not None and saver is not None:
                     config, checkpoint, metadata = outcome.checkpoint
                     saver.put(config, checkpoint, metadata, checkpoint.get("channel_versions", {}))
