@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from add_pipeline.core.synthetic import make_scene
+from add_pipeline.eval.real import first_file, read_image
 from add_pipeline.tools.base import build_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,33 +57,20 @@ class Case:
     mask: np.ndarray
 
 
-def _read(path: Path, gray: bool = False) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"{path}: missing or unreadable")
-    return img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _first(folder: Path, stem: str) -> Path:
-    found = sorted(folder.glob(f"{stem}.*"))
-    if not found:
-        raise FileNotFoundError(f"{folder}: no {stem}.*")
-    return found[0]
-
-
 def libcom_cases(root: Path) -> list[Case]:
     """The composites under ``root / "composites"`` at 512 px long side."""
     cases = []
     for folder in sorted(p for p in (root / "composites").iterdir() if p.is_dir()):
-        comp = _read(_first(folder, "composite"))
+        comp = read_image(first_file(folder, "composite"))
         h, w = comp.shape[:2]
         s = LONG_SIDE / max(h, w)
         size = (max(round(w * s), 1), max(round(h * s), 1))
         cases.append(Case(
             folder.name,
             cv2.resize(comp, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(_read(_first(folder, "background")), size, interpolation=cv2.INTER_AREA),
-            cv2.resize(_read(folder / "composite_mask.png", gray=True), size, interpolation=cv2.INTER_NEAREST) > 127,
+            cv2.resize(read_image(first_file(folder, "background")), size, interpolation=cv2.INTER_AREA),
+            cv2.resize(read_image(folder / "composite_mask.png", gray=True), size,
+                       interpolation=cv2.INTER_NEAREST) > 127,
         ))
     if not cases:
         raise FileNotFoundError(f"{root / 'composites'}: no cases")

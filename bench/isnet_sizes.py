@@ -23,20 +23,12 @@ import numpy as np
 import torch
 
 from add_pipeline.eval.layerd import soft_iou
-from add_pipeline.eval.real import union_inside
+from add_pipeline.eval.real import first_file, read_image, union_inside
 from add_pipeline.tools.models.isnet import IsNetProposer
 
 ROOT = Path(__file__).resolve().parents[1]
 GT = ROOT.parent / "shared" / "data" / "groundtruth"
 SIZES = [("keep", 384), ("keep", 512), ("keep", 640), ("keep", 768), ("keep", 1024), ("square", 1024)]
-
-
-def _rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
-
-def _first(folder: Path, stem: str) -> Path:
-    return sorted(folder.glob(f"{stem}.*"))[0]
 
 
 class SquareProposer(IsNetProposer):
@@ -56,12 +48,13 @@ def libcom(tool: IsNetProposer) -> tuple[list[float], list[float]]:
     """Per composite: best component soft IoU with the pasted mask, and seconds of the map."""
     ious, secs = [], []
     for case in sorted(p for p in (GT / "composites").iterdir() if p.is_dir()):
-        img = _rgb(_first(case, "composite"))
+        img = read_image(first_file(case, "composite"))
         h, w = img.shape[:2]
         s = 512 / max(h, w)
         size = (round(w * s), round(h * s))
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        gt = cv2.resize(cv2.imread(str(_first(case, "composite_mask")), 0), size, interpolation=cv2.INTER_NEAREST)
+        gt = cv2.resize(read_image(first_file(case, "composite_mask"), gray=True), size,
+                        interpolation=cv2.INTER_NEAREST)
         t0 = time.perf_counter()
         prob = tool.soft_map(img)
         secs.append(time.perf_counter() - t0)
@@ -75,8 +68,8 @@ def matting(tool: IsNetProposer) -> dict[str, float]:
     out = {}
     for case in ("GT04", "GT05"):
         folder = GT / "matting" / case
-        img = _rgb(_first(folder, "image"))
-        truth = cv2.imread(str(_first(folder, "alpha")), 0) >= 128
+        img = read_image(first_file(folder, "image"))
+        truth = read_image(first_file(folder, "alpha"), gray=True) >= 128
         union = union_inside([p.mask for p in tool(img, 4) if p.mask is not None], truth)
         out[case] = float((union & truth).sum() / max((union | truth).sum(), 1))
     return out

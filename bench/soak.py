@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psutil
 
+from add_pipeline.exec.ray_exec import kill_processes
 from add_pipeline.io.shards import ShardStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,14 +73,7 @@ def workers_of(exclude: set[int]) -> list[psutil.Process]:
 
 def reap(exclude: set[int]) -> int:
     """Kill the Ray processes left behind by a killed driver; how many there were."""
-    left = ray_processes(exclude)
-    for p in left:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(left, timeout=10)
-    return len(left)
+    return kill_processes(ray_processes(exclude), timeout_s=10.0)
 
 
 def check(out: Path, expected: set[str]) -> dict[str, object]:

@@ -26,14 +26,16 @@ from add_pipeline.eval.layerd import soft_iou
 from add_pipeline.exec.runner import LocalToolRunner
 
 
-def _read(path: Path, gray: bool = False) -> np.ndarray:
+def read_image(path: Path, gray: bool = False) -> np.ndarray:
+    """``path`` as ``HxWx3 uint8`` RGB (or ``HxW uint8`` with ``gray``); FileNotFoundError naming it."""
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if img is None:
         raise FileNotFoundError(f"{path}: missing or unreadable")
     return img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _first(folder: Path, stem: str) -> Path:
+def first_file(folder: Path, stem: str) -> Path:
+    """The first (sorted) ``folder/stem.*``; FileNotFoundError naming what is missing."""
     found = sorted(folder.glob(f"{stem}.*"))
     if not found:
         raise FileNotFoundError(f"{folder}: no {stem}.*")
@@ -51,8 +53,8 @@ def _alpha_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 def score_matting(root: Path, runner: LocalToolRunner) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for case in sorted(p for p in (root / "matting").iterdir() if p.is_dir()):
-        image = _read(_first(case, "image"))
-        gt = _read(_first(case, "alpha"), gray=True).astype(np.float32) / 255.0
+        image = read_image(first_file(case, "image"))
+        gt = read_image(first_file(case, "alpha"), gray=True).astype(np.float32) / 255.0
         mask = gt >= 0.5
         pred = runner.call("matte", image, mask).value.alpha
         out[case.name] = {"ours": _alpha_scores(pred, gt), "hard_mask": _alpha_scores(mask.astype(np.float32), gt)}
@@ -87,10 +89,10 @@ def score_shadows(root: Path, runner: LocalToolRunner) -> dict[str, Any]:
     cases = sorted(p for p in (root / "shadows" / "desoba").iterdir() if p.is_dir())
     rows: dict[str, Any] = {}
     for case in cases:
-        image = _read(case / "shadow_image_gt.png")
-        obj = _read(case / "fg_instance_mask.png", gray=True) > 127
-        others = _read(case / "bg_instance_mask.png", gray=True) > 127
-        gt = (_read(case / "fg_shadow_mask.png", gray=True) > 127) & ~obj
+        image = read_image(case / "shadow_image_gt.png")
+        obj = read_image(case / "fg_instance_mask.png", gray=True) > 127
+        others = read_image(case / "bg_instance_mask.png", gray=True) > 127
+        gt = (read_image(case / "fg_shadow_mask.png", gray=True) > 127) & ~obj
         rows[case.name] = {**_shadow_iou(runner, image, obj, others & ~obj, gt), "gt_px": int(gt.sum())}
         own = _pipeline_mask(image, obj, runner)
         if own is not None:
@@ -127,7 +129,7 @@ def score_composites_with(root: Path, decompose: Decomposer) -> dict[str, Any]:
     """
     rows: dict[str, Any] = {}
     for case in sorted(p for p in (root / "composites").iterdir() if p.is_dir()):
-        src = _first(case, "composite")
+        src = first_file(case, "composite")
         got = decompose(case.name, src)
         if isinstance(got, str):
             rows[case.name] = {"rejected": got}
@@ -135,9 +137,10 @@ def score_composites_with(root: Path, decompose: Decomposer) -> dict[str, Any]:
         layers, kinds = got
         h, w = layers[0].shape[:2]
         size = (w, h)
-        gt_mask = cv2.resize(_read(_first(case, "composite_mask"), gray=True), size, cv2.INTER_NEAREST) > 127
-        gt_bg = cv2.resize(_read(_first(case, "background")), size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        comp = cv2.resize(_read(src), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        gt_mask = cv2.resize(read_image(first_file(case, "composite_mask"), gray=True), size, cv2.INTER_NEAREST) > 127
+        gt_bg = cv2.resize(read_image(first_file(case, "background")), size,
+                           interpolation=cv2.INTER_AREA).astype(np.float32)
+        comp = cv2.resize(read_image(src), size, interpolation=cv2.INTER_AREA).astype(np.float32)
         ious = [soft_iou(lay[..., 3] / 255.0, gt_mask.astype(np.float32))
                 for lay, k in zip(layers, kinds) if k == "object"]
         bg = layers[0][..., :3].astype(np.float32)

@@ -161,13 +161,21 @@ def reap_orphans() -> int:
                 victims.append(proc)
         except (psutil.Error, TypeError):
             continue
-    for proc in victims:
+    return kill_processes(victims, timeout_s=5.0)
+
+
+def kill_processes(procs: list[Any], timeout_s: float) -> int:
+    """SIGKILL every ``psutil.Process`` of ``procs`` (gone ones are skipped) and wait up to
+    ``timeout_s`` for them; returns how many there were."""
+    import psutil
+
+    for proc in procs:
         try:
             proc.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(victims, timeout=5)
-    return len(victims)
+    psutil.wait_procs(procs, timeout=timeout_s)
+    return len(procs)
 
 
 def start_ray(address: str | None, num_cpus: int | None) -> bool:
