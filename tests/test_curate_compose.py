@@ -24,7 +24,7 @@ from add_pipeline.exec.run import RunOptions, run
 from add_pipeline.exec.runner import LocalToolRunner
 from add_pipeline.io.images import decode_png
 from add_pipeline.io.shards import ShardStore
-from add_pipeline.tools.encoder import PngRowEncoder
+from add_pipeline.tools.encoder import LayeredRowEncoder
 from tests.fakes import FakeClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def _cut_row() -> dict:
               AssembledLayer("obj0", "object", moved[1], None)]
     image = np.round(alpha_over([lay.rgba for lay in layers]) * 255).astype(np.uint8)
     scores = {"obj0": {"alpha_solidity": 1.0, "alpha_soft_fraction": 0.1}, "background": {"seam": 1.0}}
-    row = PngRowEncoder()("cut.png", "synthetic://cut", image, layers, scores, {})
+    row = LayeredRowEncoder()("cut.png", "synthetic://cut", image, layers, scores, {})
     return {**row, "trace_id": "t-cut", "workflow": "handmade"}
 
 

@@ -428,8 +428,34 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+WEBP_MAX_SIDE = 16383
+"""Largest width or height WebP can store; :func:`encode_webp` falls back to PNG above it."""
+
+
+def encode_webp(arr: np.ndarray, method: int = 1, effort: int = 0) -> bytes:
+    """Lossless WebP bytes of an ``HxWx3`` RGB or ``HxWx4`` RGBA ``uint8`` array (PNG when a side
+    exceeds :data:`WEBP_MAX_SIDE`).
+
+    Exact: colour is kept under alpha 0 too (libwebp's ``exact``). ``method`` (0-6) and ``effort``
+    (Pillow's lossless ``quality``, 0-100) trade encode time for size, never pixels; the defaults
+    were chosen by ``bench/shard_bytes.py`` (``bench/results/shards.md``).
+
+    Raises:
+        ValueError: ``arr`` is not ``HxWx3`` / ``HxWx4`` ``uint8``.
+    """
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        got = f"{arr.shape} {arr.dtype}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ValueError(f"encode_webp expects HxWx3 or HxWx4 uint8, got {got}")
+    if max(arr.shape[:2]) > WEBP_MAX_SIDE:
+        return encode_png(arr)
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr), "RGBA" if arr.shape[2] == 4 else "RGB").save(
+        buf, "WEBP", lossless=True, exact=True, method=int(method), quality=int(effort))
+    return buf.getvalue()
+
+
 def decode_png(data: bytes) -> np.ndarray:
-    """``HxWx3`` RGB or ``HxWx4`` RGBA ``uint8`` from PNG bytes.
+    """``HxWx3`` RGB or ``HxWx4`` RGBA ``uint8`` from PNG (or WebP, or any format OpenCV reads) bytes.
 
     Grayscale PNGs come back as RGB (or RGBA with their alpha); 16-bit PNGs are
     rounded to 8 bits.

@@ -15,8 +15,16 @@ and the marker), so a sample id is final once its marker exists: the caller skip
 :meth:`ShardStore.done_ids` on resume.
 
 The ``image`` structs use the Hugging Face ``Image`` feature layout
-(``{"bytes": PNG bytes, "path": str | None}``).  Rows are plain dicts keyed by column
-name; nullable columns may be left out (they become null), all others are required.
+(``{"bytes": encoded image, "path": str | None}``), and every part file carries the
+``huggingface`` features metadata (:mod:`add_pipeline.io.hf`), so ``datasets`` decodes them
+as images with no arguments.  How layer pixels are stored (cut to ``bbox``; the background
+only where it differs from the photo) is :mod:`add_pipeline.io.layered`'s rule.  On disk every
+field is nullable (as ``datasets`` writes them); which ones are required is checked here, on
+write.  Every part records ``liwi.schema_version`` (:data:`SCHEMA_VERSION`) in its metadata;
+parts of version 1 are read (upgraded in memory), a newer version is refused.
+
+Rows are plain dicts keyed by column name; nullable columns may be left out (they become
+null), all others are required.
 """
 
 from __future__ import annotations
@@ -32,12 +40,17 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from add_pipeline.io.layered import SCHEMA_VERSION
+
 Kind = Literal["shards", "traces", "rejects"]
 KINDS: tuple[Kind, ...] = ("shards", "traces", "rejects")
 COMMITS_DIR = "_commits"
 
 IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 """Hugging Face ``Image`` feature layout: encoded bytes (PNG) and an optional path."""
+
+SCORE_TYPE = pa.struct([pa.field("name", pa.string(), nullable=False), pa.field("value", pa.float64())])
+"""One QA score of a layer (a list of these, not a map: ``datasets`` has no map type)."""
 
 LAYER_TYPE = pa.struct(
     [
@@ -47,7 +60,8 @@ LAYER_TYPE = pa.struct(
         pa.field("image", IMAGE_TYPE, nullable=False),
         pa.field("bbox", pa.list_(pa.int32()), nullable=False),  # [x0, y0, x1, y1], half-open
         pa.field("parent", pa.string(), nullable=True),
-        pa.field("scores", pa.map_(pa.string(), pa.float64()), nullable=True),
+        pa.field("scores", pa.list_(SCORE_TYPE), nullable=True),  # sorted by name
+        pa.field("fill", pa.string(), nullable=True),  # "image": pixels not stored are the photo's (background)
     ]
 )
 
@@ -203,15 +217,24 @@ class ShardStore:
 
     # ------------------------------------------------------------ reading
 
-    def read_table(self, kind: Kind) -> pa.Table:
-        """All committed rows of ``kind`` as one table (empty, with the schema, if none)."""
+    def read_table(self, kind: Kind, columns: list[str] | None = None) -> pa.Table:
+        """All committed rows of ``kind`` (only ``columns``, if given) as one table under
+        ``SCHEMAS[kind]`` (empty, with the schema, if none); version-1 parts are upgraded."""
         if kind not in SCHEMAS:
             raise ValueError(f"unknown table kind {kind!r}; expected one of {list(KINDS)}")
-        schema = SCHEMAS[kind]
-        parts = [pq.read_table(p, schema=schema) for p in self.committed_files(kind)]
+        schema = SCHEMAS[kind] if columns is None else pa.schema([SCHEMAS[kind].field(c) for c in columns])
+        parts = [read_part(p, kind, columns) for p in self.committed_files(kind)]
         if not parts:
             return schema.empty_table()
         return pa.concat_tables(parts)
+
+    def schema_versions(self) -> dict[int, list[str]]:
+        """Committed shard/reject/trace part files by the schema version they were written with."""
+        out: dict[int, list[str]] = {}
+        for kind in KINDS:
+            for path in self.committed_files(kind):
+                out.setdefault(part_version(path), []).append(f"{kind}/{path.name}")
+        return out
 
     # ------------------------------------------------------------ internals
 
@@ -277,6 +300,54 @@ class ShardStore:
         return highest + 1
 
 
+# ---------------------------------------------------------------- versions
+
+
+def part_version(path: Path) -> int:
+    """The ``liwi.schema_version`` a part file was written with (1 if it records none)."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(b"liwi")
+    if raw is None:
+        return 1
+    try:
+        return int(json.loads(raw)["schema_version"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: unreadable liwi schema metadata ({e})") from e
+
+
+def read_part(path: Path, kind: Kind, columns: list[str] | None = None) -> pa.Table:
+    """One committed part file as a table under ``SCHEMAS[kind]`` (or its ``columns``).
+
+    Raises:
+        ValueError: the part was written by a newer liwi (its schema version is unknown here).
+    """
+    version = part_version(path)
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{path} uses shard schema v{version}, newer than this liwi reads (v{SCHEMA_VERSION}); "
+                         "upgrade add-pipeline to read it")
+    schema = SCHEMAS[kind] if columns is None else pa.schema([SCHEMAS[kind].field(c) for c in columns])
+    if version == 1 and kind == "shards" and (columns is None or "layers" in columns):
+        rows = pq.read_table(path, columns=columns).to_pylist()
+        for row in rows:
+            for lay in row["layers"]:
+                lay["scores"] = [{"name": k, "value": v} for k, v in sorted(lay.get("scores") or [])]
+                lay["fill"] = None
+        return pa.Table.from_pylist(rows, schema=schema)
+    return pq.read_table(path, columns=columns).cast(schema)
+
+
+def _disk_schema(kind: Kind) -> pa.Schema:
+    """``SCHEMAS[kind]`` as written: every field nullable (the form ``datasets`` compares its features
+    with), plus the ``huggingface`` features and ``liwi`` version metadata."""
+    from add_pipeline.io.hf import arrow_nullable, features_metadata
+
+    schema = arrow_nullable(SCHEMAS[kind])
+    return schema.with_metadata({
+        b"huggingface": json.dumps(features_metadata(kind)).encode("utf-8"),
+        b"liwi": json.dumps({"schema_version": SCHEMA_VERSION, "table": kind}).encode("utf-8"),
+    })
+
+
 # ---------------------------------------------------------------- row validation
 
 
@@ -297,9 +368,10 @@ def _to_table(kind: Kind, rows: list[dict]) -> pa.Table:
             raise ValueError(f"{kind} row {i} (sample_id={row.get('sample_id')!r}) has unknown columns {unknown}")
         normalised.append({c: row.get(c) for c in schema.names})
     try:
-        return pa.Table.from_pylist(normalised, schema=schema)
+        table = pa.Table.from_pylist(normalised, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
         raise ValueError(f"{kind} rows do not fit the schema: {e}") from e
+    return table.cast(_disk_schema(kind))
 
 
 # ---------------------------------------------------------------- atomic file writes

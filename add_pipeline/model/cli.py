@@ -180,7 +180,7 @@ def decompose_files(images: Sequence[Path], out: Path, model_src: str | Path = "
     from add_pipeline.io.names import child, safe_name
     from add_pipeline.io.shards import ShardStore
     from add_pipeline.model.infer import decompose_image, load_model
-    from add_pipeline.tools.encoder import PngRowEncoder
+    from add_pipeline.tools.encoder import LayeredRowEncoder
 
     model = load_model(model_src)
     workflow = f"model:{model_src}"
@@ -215,7 +215,7 @@ def decompose_files(images: Sequence[Path], out: Path, model_src: str | Path = "
         mean, worst = recomposition_error(loaded.rgb, [lay.rgba for lay in layers])
         meta = {"load_notes": loaded.notes, "original_size": loaded.original_size, "model": str(model_src),
                 "recompose_mean": mean, "recompose_max": worst}
-        row = PngRowEncoder()(sid, str(path), loaded.rgb, layers, {"sample": {"recompose_max": worst}}, meta)
+        row = LayeredRowEncoder()(sid, str(path), loaded.rgb, layers, {"sample": {"recompose_max": worst}}, meta)
         accepted.append({**row, "trace_id": trace_id, "workflow": workflow})
     store.commit(accepted, rejected, [])
     return {"accepted": len(accepted), "rejected": len(rejected), "skipped": skipped}

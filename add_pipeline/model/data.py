@@ -306,9 +306,9 @@ def write_scene_shards(out_dir: str | Path, n: int, make: Callable[[int, int], S
     are named ``obj{j}`` / ``obj{j}_shadow`` (empty shadow layers are left out).  Returns ``n``.
     """
     from add_pipeline.core.peel import AssembledLayer
-    from add_pipeline.tools.encoder import PngRowEncoder
+    from add_pipeline.tools.encoder import LayeredRowEncoder
 
-    store, enc = ShardStore(out_dir), PngRowEncoder()
+    store, enc = ShardStore(out_dir), LayeredRowEncoder()
     store.prepare()
     done = store.done_ids()
     rows: list[dict] = []

@@ -1,4 +1,8 @@
-"""Turn an accepted decomposition into one shard row (PNG-encoded on the worker)."""
+"""Turn an accepted decomposition into one shard row (encoded on the worker).
+
+The storage rule (layers cut to their boxes, the background stored only where it differs from the
+photo, lossless WebP or PNG) is :mod:`add_pipeline.io.layered`'s; this tool only applies it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,25 @@ from typing import Any, ClassVar
 import numpy as np
 
 from add_pipeline.core.peel import AssembledLayer
-from add_pipeline.core.types import bbox_of
-from add_pipeline.io.images import encode_png
-from add_pipeline.tools.base import Tool, check_image, register
+from add_pipeline.io.layered import FILL_IMAGE, Codec, encode_image, pack_layer, scores_list
+from add_pipeline.tools.base import Tool, ToolError, check_image, register
 
 
 @register
-class PngRowEncoder(Tool):
-    """Encode the input and every layer as PNG into a row of the shard schema (io.shards.SHARD_SCHEMA)."""
+class LayeredRowEncoder(Tool):
+    """Encode the input and every layer into a row of the shard schema (``io.shards.SHARD_SCHEMA``).
+
+    Args:
+        codec: ``"webp"`` (lossless; the default by measurement, ``bench/results/shards.md``) or ``"png"``.
+    """
 
     family: ClassVar[str] = "encode"
-    name: ClassVar[str] = "png"
+    name: ClassVar[str] = "layered"
+
+    def __init__(self, codec: Codec = "webp") -> None:
+        if codec not in ("webp", "png"):
+            raise ToolError(f"{self.name}: codec must be 'webp' or 'png', got {codec!r}")
+        self.codec: Codec = codec
 
     def __call__(
         self,
@@ -30,26 +42,29 @@ class PngRowEncoder(Tool):
         meta: dict[str, Any],
         source_kind: str = "decomposed",
     ) -> dict[str, Any]:
-        """Build the row. ``image``: HxWx3 uint8; ``scores`` per layer name (objects) and "sample";
-        ``source_kind``: "decomposed" (a photo) or "composed" (made by the compose stage)."""
+        """Build the row. ``image``: HxWx3 uint8; ``layers``: full-canvas HxWx4 uint8, back to front;
+        ``scores`` per layer name (objects) and "background"; ``source_kind``: "decomposed" (a photo)
+        or "composed" (made by the compose stage)."""
         check_image(self.name, image)
         h, w = image.shape[:2]
         rows = []
         for z, lay in enumerate(layers):
-            box = (0, 0, w, h) if lay.kind == "background" else bbox_of(lay.rgba[..., 3] > 0)
-            key = lay.parent if lay.kind == "shadow" else lay.name
-            layer_scores = {k: float(v) for k, v in scores.get(key or "", {}).items()}
-            if lay.kind == "background":
-                layer_scores = {k: float(v) for k, v in scores.get("background", {}).items()}
+            fill = lay.kind == "background" and bool((lay.rgba[..., 3] == 255).all())
+            try:
+                data, box = pack_layer(lay.rgba, image, fill=fill, codec=self.codec)
+            except ValueError as e:
+                raise ToolError(f"{self.name}: layer {lay.name!r}: {e}") from e
+            key = "background" if lay.kind == "background" else (lay.parent if lay.kind == "shadow" else lay.name)
             rows.append(
                 {
                     "name": lay.name,
                     "kind": lay.kind,
                     "z": z,
-                    "image": {"bytes": encode_png(lay.rgba), "path": f"{sample_id}/{z:02d}_{lay.name}.png"},
+                    "image": {"bytes": data, "path": None},
                     "bbox": list(box),
                     "parent": lay.parent,
-                    "scores": layer_scores,
+                    "scores": scores_list(scores.get(key or "", {})),
+                    "fill": FILL_IMAGE if fill else None,
                 }
             )
         return {
@@ -58,7 +73,7 @@ class PngRowEncoder(Tool):
             "source_kind": source_kind,
             "width": w,
             "height": h,
-            "image": {"bytes": encode_png(image), "path": f"{sample_id}.png"},
+            "image": {"bytes": encode_image(image, self.codec), "path": None},
             "layers": rows,
             "status": "accepted",
             "meta": json.dumps(meta, sort_keys=True, default=str),
