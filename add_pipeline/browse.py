@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from add_pipeline.core.composite import alpha_over
 from add_pipeline.exec.stats import connect
-from add_pipeline.io.images import decode_png, encode_png
+from add_pipeline.io.images import encode_png
+from add_pipeline.io.layered import decode_row, scores_dict
 from add_pipeline.io.names import child, safe_name
 
 
@@ -92,13 +92,12 @@ def save_sample(out: Path, kind: str, record: dict[str, Any], trace: str, dest: 
     put("trace.txt", trace + "\n")
     meta = {k: v for k, v in record.items() if k not in ("image", "layers")}
     if kind == "accepted":
-        put("input.png", record["image"]["bytes"])
-        stack = []
-        for lay in record["layers"]:
-            put(f"{lay['z']:02d}_{lay['kind']}_{safe_name(lay['name'])}.png", lay["image"]["bytes"])
-            stack.append(decode_png(lay["image"]["bytes"]))
-        composite = (alpha_over(stack) * 255.0).round().astype("uint8")
-        put("composite.png", encode_png(composite))
-        meta["layers"] = [{k: v for k, v in lay.items() if k != "image"} for lay in record["layers"]]
+        sample = decode_row(record)
+        put("input.png", encode_png(sample.image))
+        for lay in sample.layers:
+            put(f"{lay.z:02d}_{lay.kind}_{safe_name(lay.name)}.png", encode_png(lay.rgba))
+        put("composite.png", encode_png(sample.composite()))
+        meta["layers"] = [{k: (scores_dict(v) if k == "scores" else v) for k, v in lay.items() if k != "image"}
+                          for lay in record["layers"]]
     put("record.json", json.dumps(meta, indent=2, default=str))
     return written

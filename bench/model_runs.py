@@ -373,7 +373,7 @@ def validation(n: int = 48) -> Path:
         return val
     composed = data_root() / "composed"
     ds = LayeredShardDataset([composed], 64, 1)
-    held = {ds.rows[i].sample_id for i in ds.split(TrainConfig().eval_fraction)[1]}
+    held = {ds.rows[i]["sample_id"] for i in ds.split(TrainConfig().eval_fraction)[1]}
     rows = [r for part in ShardStore(composed).committed_files("shards") for r in pq.read_table(part).to_pylist()
             if r["sample_id"] in held]
     store = ShardStore(val)

@@ -23,6 +23,7 @@ from add_pipeline.core.synthetic import make_scene
 from add_pipeline.exec.run import RunOptions, run
 from add_pipeline.exec.runner import LocalToolRunner
 from add_pipeline.io.images import decode_png
+from add_pipeline.io.layered import decode_row
 from add_pipeline.io.shards import ShardStore
 from add_pipeline.tools.encoder import LayeredRowEncoder
 from tests.fakes import FakeClient
@@ -133,7 +134,7 @@ def test_compose_layers_are_exact_and_plausible(assets, composed):
     for sid, row in rows.items():
         assert row["source_kind"] == "composed" and row["source"].endswith(f"#{int(sid[-6:])}")
         image = decode_png(row["image"]["bytes"])
-        layers = [decode_png(lay["image"]["bytes"]) for lay in row["layers"]]
+        layers = decode_row(row).stack()
         assert recomposition_error(image, layers)[1] <= 1.0
         assert row["layers"][0]["kind"] == "background" and (layers[0][..., 3] == 255).all()
         assert [lay["z"] for lay in row["layers"]] == list(range(len(layers)))

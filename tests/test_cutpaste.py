@@ -57,7 +57,7 @@ def test_shards_recompose_and_resume(photos: list[np.ndarray], tmp_path: Path) -
     out = tmp_path / "cut"
     assert write_cutpaste_shards(out, 4, photos[:1], photos[1:], seed=2, size=64, shard_size=3) == 4
     ds = LayeredShardDataset([out], 64, 2)
-    assert len(ds) == 4 and sorted(r.sample_id for r in ds.rows) == [f"cut-2-{i:06d}" for i in range(4)]
+    assert len(ds) == 4 and sorted(r["sample_id"] for r in ds.rows) == [f"cut-2-{i:06d}" for i in range(4)]
     for i in range(len(ds)):
         s = ds.load(i, flip=False)
         rec = composite(s["background"][None], s["color"][None], s["alpha"][None], s["shadow"][None])[0]

@@ -17,8 +17,8 @@ from add_pipeline.core.config import load_workflow
 from add_pipeline.core.synthetic import make_scene
 from add_pipeline.exec.runner import LocalToolRunner
 from add_pipeline.exec.sample import decompose_one
-from add_pipeline.io.images import decode_png
 from add_pipeline.io.inputs import InputItem
+from add_pipeline.io.layered import decode_row
 from tests.fakes import FakeClient
 
 PLAN = json.dumps({"max_objects": 2, "objects": [{"name": "blob", "casts_shadow": True}]})
@@ -44,7 +44,7 @@ def scene_file(tmp_path_factory):
 
 
 def _layers(row):
-    return [decode_png(lay["image"]["bytes"]) for lay in row["layers"]]
+    return decode_row(row).stack()
 
 
 def test_rules_graph_decomposes_known_scene(workflow, runner, scene_file):

@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import add_pipeline.tools.models  # noqa: E402,F401  (registers the model tools)
+from add_pipeline.io.layered import decode_row
 from add_pipeline.tools.base import ToolError, build_tool  # noqa: E402
 from add_pipeline.tools.batching import call_batch  # noqa: E402
 from add_pipeline.tools.models import imaging  # noqa: E402
@@ -339,7 +340,7 @@ def test_hybrid_workflow_end_to_end(ray_session, ckpts, tmp_path, monkeypatch):
     for row in store.read_table("shards").to_pylist():
         assert row["workflow"] == "hybrid" and any(lay["kind"] == "object" for lay in row["layers"])
         image = decode_png(row["image"]["bytes"])
-        layers = [decode_png(lay["image"]["bytes"]) for lay in row["layers"]]
+        layers = decode_row(row).stack()
         mean, peak = recomposition_error(image, layers)
         assert mean <= 1.0 and peak <= 8.0
     shutil.rmtree(out)

@@ -16,6 +16,7 @@ from add_pipeline.cli import main
 from add_pipeline.core.composite import recomposition_error
 from add_pipeline.core.synthetic import make_scene
 from add_pipeline.io.images import decode_png
+from add_pipeline.io.layered import decode_row
 from add_pipeline.io.shards import REJECT_SCHEMA, SHARD_SCHEMA, TRACE_SCHEMA, ShardStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -82,7 +83,7 @@ def test_layers_recompose_exactly_and_follow_the_contract(result):
         image = decode_png(row["image"]["bytes"])
         assert image.shape == (row["height"], row["width"], 3)
         assert max(image.shape[:2]) <= 256  # stored at working size
-        layers = [decode_png(lay["image"]["bytes"]) for lay in row["layers"]]
+        layers = decode_row(row).stack()
         assert all(lay.shape == (row["height"], row["width"], 4) for lay in layers)
         assert row["layers"][0]["kind"] == "background" and (layers[0][..., 3] == 255).all()
         mean, peak = recomposition_error(image, layers)

@@ -18,6 +18,7 @@ from add_pipeline.core.synthetic import make_scene
 from add_pipeline.exec.run import DecomposeJob, ExecOptions, checkpointer, execute, prepare_out
 from add_pipeline.io.images import decode_png
 from add_pipeline.io.inputs import enumerate_inputs
+from add_pipeline.io.layered import decode_row
 from add_pipeline.io.shards import ShardStore
 
 ray = pytest.importorskip("ray")
@@ -63,7 +64,7 @@ def test_sample_tasks_honour_the_contract(ray_session, tmp_path):
     rows = store.read_table("shards").to_pylist()
     for row in rows:
         image = decode_png(row["image"]["bytes"])
-        mean, peak = recomposition_error(image, [decode_png(lay["image"]["bytes"]) for lay in row["layers"]])
+        mean, peak = recomposition_error(image, decode_row(row).stack())
         assert mean <= 1.0 and peak <= 8.0
         state = graph_state(out, row["trace_id"])  # the worker's last checkpoint reached the driver's SQLite
         assert state is not None and state["status"] == "accepted"

@@ -10,7 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from add_pipeline.io.images import decode_png, encode_png
+from add_pipeline.io.hf import arrow_nullable
+from add_pipeline.io.images import encode_png
+from add_pipeline.io.layered import SCHEMA_VERSION, decode_row
 from add_pipeline.io.shards import REJECT_SCHEMA, SHARD_SCHEMA, TRACE_SCHEMA, ShardStore
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -95,14 +97,17 @@ def test_round_trip_with_schemas(tmp_path: Path) -> None:
     assert shards.schema.equals(SHARD_SCHEMA)
     assert traces.schema.equals(TRACE_SCHEMA)
     assert rejects.schema.equals(REJECT_SCHEMA)
-    assert pq.read_schema(tmp_path / "shards" / "part-00000.parquet").equals(SHARD_SCHEMA)
+    on_disk = pq.read_schema(tmp_path / "shards" / "part-00000.parquet")
+    assert on_disk.equals(arrow_nullable(SHARD_SCHEMA))  # every field nullable, as datasets compares them
+    assert json.loads(on_disk.metadata[b"liwi"]) == {"schema_version": SCHEMA_VERSION, "table": "shards"}
+    assert b"huggingface" in on_disk.metadata
 
     row = shards.to_pylist()[1]
     assert row["sample_id"] == "b" and row["width"] == 10
     obj = row["layers"][1]
     assert obj["bbox"] == [3, 2, 6, 5] and obj["parent"] is None
-    assert dict(obj["scores"]) == {"alpha_iou": 0.75}  # Arrow maps read back as (key, value) pairs
-    assert tuple(decode_png(obj["image"]["bytes"])[3, 4]) == (1, 2, 3, 255)
+    assert obj["scores"] == [{"name": "alpha_iou", "value": 0.75}]  # a name/value list: datasets has no map
+    assert tuple(decode_row(row).layers[1].rgba[3, 4]) == (1, 2, 3, 255)
     assert traces.column("decision").null_count == 2
     assert traces.column("started_at").to_pylist()[0] == NOW
     assert rejects.column("reason").to_pylist() == ["empty file"]

@@ -35,7 +35,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from add_pipeline.compose.assets import (
@@ -52,8 +51,10 @@ from add_pipeline.compose.assets import (
     matte_png,
     write_table,
 )
-from add_pipeline.io.images import decode_png, encode_png
-from add_pipeline.io.shards import SHARD_SCHEMA, ShardStore
+from add_pipeline.io.images import encode_png
+from add_pipeline.io.layered import decode_row
+from add_pipeline.io.reader import LayeredShards
+from add_pipeline.io.shards import ShardStore
 
 
 class CurateLimits(BaseModel):
@@ -155,10 +156,12 @@ def _shadow_reason(scores: dict[str, float], lim: CurateLimits) -> str | None:
 
 def curate_sample(row: dict[str, Any], lim: CurateLimits
                   ) -> tuple[list[ObjectAsset], BackgroundAsset | None, list[FilteredAsset]]:
-    """Assets of one shard row (``io.shards.SHARD_SCHEMA``): kept objects, the plate (or None), filtered rows."""
+    """Assets of one shard row (``io.shards.SHARD_SCHEMA``, decoded by ``io.layered.decode_row``): kept
+    objects, the plate (or None), filtered rows."""
     sid, src = row["sample_id"], row["source"]
     h, w = int(row["height"]), int(row["width"])
-    decoded = [(lay, decode_png(lay["image"]["bytes"])) for lay in sorted(row["layers"], key=lambda x: x["z"])]
+    decoded = [({"name": lay.name, "kind": lay.kind, "parent": lay.parent, "scores": lay.scores}, lay.rgba)
+               for lay in decode_row(row).layers]
     objects = [(lay, arr) for lay, arr in decoded if lay["kind"] == "object"]
     shadows = {lay["parent"]: arr[..., 3].astype(np.float32) / 255.0 for lay, arr in decoded if lay["kind"] == "shadow"}
     kept: list[ObjectAsset] = []
@@ -273,13 +276,12 @@ def curate(out: Path, assets: Path, limits: CurateLimits | None = None) -> dict[
         raise CurateError(f"{out}: no committed shards to curate (run `liwi run` first)")
     objects, backgrounds, filtered = [], [], []
     samples = 0
-    for path in files:  # one part at a time keeps memory at one part's PNGs
-        for row in pq.read_table(path, schema=SHARD_SCHEMA).to_pylist():
-            objs, bg, filt = curate_sample(row, lim)
-            samples += 1
-            objects += [o.to_row() for o in objs]
-            backgrounds += [bg.to_row()] if bg is not None else []
-            filtered += [f.to_row() for f in filt]
+    for row in LayeredShards(out).rows():  # one part at a time keeps memory at one part's images
+        objs, bg, filt = curate_sample(row, lim)
+        samples += 1
+        objects += [o.to_row() for o in objs]
+        backgrounds += [bg.to_row()] if bg is not None else []
+        filtered += [f.to_row() for f in filt]
     assets.mkdir(parents=True, exist_ok=True)
     write_table(objects, OBJECT_SCHEMA, assets / OBJECTS_FILE)
     write_table(backgrounds, BACKGROUND_SCHEMA, assets / BACKGROUNDS_FILE)

@@ -100,10 +100,11 @@ def load_compose_workflow(name_or_path: str, seed: int) -> tuple[Workflow, Compo
 def compose(assets: Path, out: Path, n: int, seed: int, workflow: str = "compose-default",
             workers: int | None = None, shard_size: int = 64, ray_address: str | None = None,
             overwrite: bool = False, local: bool = False, progress: bool = True,
-            own_entries: tuple[str, ...] = ()) -> dict[str, Any]:
+            own_entries: tuple[str, ...] = (), license_id: str = "unknown") -> dict[str, Any]:
     """Compose ``n`` layered samples from the curated ``assets`` into ``out`` (same shard contract as
     ``liwi run``, ``source_kind="composed"``); resumable. Returns the stats written to ``out/stats.json``.
-    ``own_entries``: names the caller keeps in ``out`` itself (not someone else's files)."""
+    ``own_entries``: names the caller keeps in ``out`` itself (not someone else's files); ``license_id``:
+    the data's licence for the dataset card."""
     if n < 0:
         raise RunError(f"n must be >= 0, got {n}")
     check_cluster(ray_address, local, 15.0)  # before anything touches OUT
@@ -116,7 +117,8 @@ def compose(assets: Path, out: Path, n: int, seed: int, workflow: str = "compose
                      ray_address=ray_address, overwrite=overwrite, local=local, progress=progress,
                      own_entries=own_entries)
     items = composition_items(Path(assets), n, seed)
-    options = {"assets": str(Path(assets).resolve()), "n": n, "seed": seed, "workflow": workflow}
+    options = {"assets": str(Path(assets).resolve()), "n": n, "seed": seed, "workflow": workflow,
+               "license": license_id}
     with exclusive(ex.out):
         todo = prepare_out(items, wf, ex, {"stage": "compose", "options": options,
                                            "assets": {"objects": len(library.objects),

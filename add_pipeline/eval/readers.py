@@ -25,12 +25,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
 from add_pipeline.core.types import LayerKind
 from add_pipeline.eval.kinds import EvalLayer
 from add_pipeline.io.images import decode_png
-from add_pipeline.io.shards import COMMITS_DIR, ShardStore
+from add_pipeline.io.layered import decode_row
+from add_pipeline.io.reader import LayeredShards, ReaderError
+from add_pipeline.io.shards import COMMITS_DIR
 
 Loader = Callable[[], list[EvalLayer]]
 
@@ -63,7 +64,8 @@ def _to_rgba(arr: np.ndarray) -> np.ndarray:
 
 
 def read_shard_stacks(out_dir: str | Path) -> LazyStacks:
-    """Stacks of every sample in the committed shard parts of ``out_dir``.
+    """Stacks of every sample in the committed shard parts of ``out_dir`` (decoded by
+    :func:`~add_pipeline.io.layered.decode_row`, so full-canvas layers whatever the schema version).
 
     Raises:
         ValueError: a sample id occurs in more than one row.
@@ -72,30 +74,18 @@ def read_shard_stacks(out_dir: str | Path) -> LazyStacks:
     out = Path(out_dir)
     if not (out / COMMITS_DIR).is_dir():
         raise FileNotFoundError(f"{out} is not a shard folder (no {COMMITS_DIR}/)")
-    loaders: dict[str, Loader] = {}
-    for part in ShardStore(out).committed_files("shards"):
-        for row in pq.read_table(part, columns=["sample_id", "layers"]).to_pylist():
-            sid = row["sample_id"]
-            if sid in loaders:
-                raise ValueError(f"sample {sid!r} occurs more than once in the committed shards of {out}")
-            loaders[sid] = _shard_loader(out, sid, row["layers"])
+    try:
+        shards = LayeredShards(out)
+    except ReaderError as e:
+        raise ValueError(str(e)) from e
+    loaders: dict[str, Loader] = {sid: _shard_loader(row) for sid, row in zip(shards.ids(), shards.rows(), strict=True)}
     return LazyStacks(loaders, origin=f"shards:{out}")
 
 
-def _shard_loader(out: Path, sid: str, layers: list[dict]) -> Loader:
+def _shard_loader(row: dict) -> Loader:
     def load() -> list[EvalLayer]:
-        stack = []
-        for layer in sorted(layers, key=lambda lay: lay["z"]):
-            image = layer["image"] or {}
-            data = image.get("bytes")
-            if not data and image.get("path"):
-                path = Path(image["path"])
-                data = (path if path.is_absolute() else out / path).read_bytes()
-            if not data:
-                raise ValueError(f"sample {sid!r}: layer {layer['name']!r} has neither image bytes nor a path")
-            rgba = _to_rgba(decode_png(data))
-            stack.append(EvalLayer(rgba=rgba, kind=layer["kind"], name=layer["name"], parent=layer.get("parent")))
-        return stack
+        sample = decode_row(row)
+        return [EvalLayer(rgba=lay.rgba, kind=lay.kind, name=lay.name, parent=lay.parent) for lay in sample.layers]
 
     return load
 

@@ -160,8 +160,8 @@ def score_composites(root: Path, workflow: Workflow, work: Path) -> dict[str, An
     from add_pipeline.agents.graph import build_graph
     from add_pipeline.agents.policy import build_policy
     from add_pipeline.exec.sample import decompose_one
-    from add_pipeline.io.images import decode_png
     from add_pipeline.io.inputs import InputItem
+    from add_pipeline.io.layered import decode_row
 
     runner = LocalToolRunner(workflow)
     graph, policy = build_graph(), build_policy(workflow.policy.name, **workflow.policy.options)
@@ -170,8 +170,8 @@ def score_composites(root: Path, workflow: Workflow, work: Path) -> dict[str, An
         outcome = decompose_one(InputItem(name, str(src)), graph, workflow, runner, policy, workflow.name)
         if outcome.row is None:
             return outcome.reject["reason"] if outcome.reject else "?"
-        return ([decode_png(lay["image"]["bytes"]) for lay in outcome.row["layers"]],
-                [lay["kind"] for lay in outcome.row["layers"]])
+        sample = decode_row(outcome.row)
+        return [lay.rgba for lay in sample.layers], [lay.kind for lay in sample.layers]
 
     return score_composites_with(root, pipeline)
 

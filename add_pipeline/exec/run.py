@@ -36,7 +36,9 @@ from add_pipeline.exec.fallback import runnable_workflow
 from add_pipeline.exec.runner import LocalToolRunner, ToolRunner
 from add_pipeline.exec.sample import SampleOutcome, decompose_one
 from add_pipeline.exec.stats import compute_stats
+from add_pipeline.io.card import write_card
 from add_pipeline.io.inputs import InputItem, enumerate_inputs
+from add_pipeline.io.layered import SCHEMA_VERSION
 from add_pipeline.io.lock import OutputLockedError, output_lock
 from add_pipeline.io.shards import ShardStore
 
@@ -57,6 +59,7 @@ class RunOptions:
     ray_address: str | None = None
     overwrite: bool = False
     local: bool = False
+    license: str = "unknown"  # the data's licence id, for the dataset card (OUT/README.md)
     progress: bool = True
     ray_timeout_s: float = 15.0
 
@@ -87,7 +90,13 @@ def _check_resumable(out: Path, wf: Workflow, overwrite: bool) -> None:
     if overwrite:
         return
     prev = out / "run.json"
-    seen = set(ShardStore(out).workflow_hashes())
+    store = ShardStore(out)
+    old_versions = sorted(v for v in store.schema_versions() if v != SCHEMA_VERSION)
+    if old_versions:
+        raise RunError(f"{out} holds parts of shard schema v{old_versions[0]} (an older liwi wrote them); they "
+                       f"stay readable (LayeredShards, liwi export, liwi eval), but a run writes v{SCHEMA_VERSION} and "
+                       "cannot add to them: choose another --out, or pass --overwrite to start over")
+    seen = set(store.workflow_hashes())
     if prev.exists():
         try:
             old = json.loads(prev.read_text()).get("workflow_hash")
@@ -187,6 +196,7 @@ class ExecOptions:
 
 #: What a run writes at the top of OUT; anything else there is someone else's.
 OUR_ENTRIES = ("shards", "traces", "rejects", "_commits", "run.json", "run.json.tmp", "stats.json", "stats.json.tmp",
+               "README.md", "README.md.tmp",
                "checkpoints.sqlite", "checkpoints.sqlite-wal", "checkpoints.sqlite-shm", ".liwi.lock",
                ".policy-cache")
 
@@ -308,6 +318,7 @@ def execute(todo: list[InputItem], job: Job, ex: ExecOptions) -> dict[str, Any]:
                          "images_per_s": len(todo) / max(processing, 1e-9), "tool_s": tool_s,
                          "sample_s": sample_s, "driver_cpu_s": driver_cpu}
     _write_json(ex.out / "stats.json", stats)
+    write_card(ex.out, stats)
     return stats
 
 

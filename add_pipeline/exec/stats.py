@@ -20,16 +20,10 @@ def connect(out: Path, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
     TO``, ``ATTACH``, ``read_csv('/etc/passwd')`` and loading extensions fail, and the run's own
     files cannot be overwritten.
     """
-    import pyarrow.dataset as ds
-
-    from add_pipeline.io.shards import SCHEMAS
-
     store = ShardStore(out)
     con = duckdb.connect()
     for kind in ("shards", "traces", "rejects"):
-        files = [str(p) for p in store.committed_files(kind)]
-        data = ds.dataset(files, schema=SCHEMAS[kind], format="parquet") if files else store.read_table(kind)
-        con.register(kind, data)
+        con.register(kind, store.arrow_source(kind))
     if sandboxed:
         con.execute("set enable_external_access = false")
         con.execute("set lock_configuration = true")

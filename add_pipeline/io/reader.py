@@ -157,10 +157,18 @@ class LayeredShards:
             j = i
             while j < len(chosen) and chosen[j].part == part:
                 j += 1
-            table = read_part(part, "shards")
+            table = self._table(part)
             for row in table.take(pa.array([e.row for e in chosen[i:j]], pa.int64())).to_pylist():
                 yield row
             i = j
+
+    def _table(self, part: Path) -> pa.Table:
+        """One part file's table; the last one read is kept (one part's compressed bytes), so
+        consecutive random reads from the same part read it once."""
+        cached = getattr(self, "_cached", None)
+        if cached is None or cached[0] != part:
+            self._cached = (part, read_part(part, "shards"))
+        return self._cached[1]
 
     def __iter__(self) -> Iterator[LayeredSample]:
         for row in self.rows():
@@ -195,7 +203,7 @@ def _without_pixels(layers: pa.ChunkedArray | pa.Array) -> pa.Array:
     """The ``layers`` list column with the ``image`` field of each layer struct dropped."""
     arr = layers.combine_chunks() if isinstance(layers, pa.ChunkedArray) else layers
     structs = arr.values
-    names = [structs.type.field(i).name for i in range(structs.type.num_fields) if structs.type.field(i).name != "image"]
+    names = [f.name for f in structs.type if f.name != "image"]
     kept = pa.StructArray.from_arrays([structs.field(n) for n in names], names=names)
     return pa.ListArray.from_arrays(arr.offsets, kept)
 

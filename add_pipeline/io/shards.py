@@ -35,7 +35,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -228,6 +228,17 @@ class ShardStore:
             return schema.empty_table()
         return pa.concat_tables(parts)
 
+    def arrow_source(self, kind: Kind) -> pa.Table | Any:
+        """The committed rows of ``kind`` for a query engine: a lazy ``pyarrow.dataset`` over the part
+        files (columns a query skips are never read) when every part has the current schema, else
+        the upgraded table (:meth:`read_table`)."""
+        import pyarrow.dataset as ds
+
+        files = self.committed_files(kind)
+        if files and all(part_version(p) == SCHEMA_VERSION for p in files):
+            return ds.dataset([str(p) for p in files], schema=_disk_schema(kind), format="parquet")
+        return self.read_table(kind)
+
     def schema_versions(self) -> dict[int, list[str]]:
         """Committed shard/reject/trace part files by the schema version they were written with."""
         out: dict[int, list[str]] = {}
@@ -351,8 +362,16 @@ def _disk_schema(kind: Kind) -> pa.Schema:
 # ---------------------------------------------------------------- row validation
 
 
+def _layer_scores_as_list(layer: Any) -> Any:
+    """A layer dict whose ``scores`` may be given as a mapping, with them as the stored name/value list."""
+    if isinstance(layer, dict) and isinstance(layer.get("scores"), dict):
+        return {**layer, "scores": [{"name": str(k), "value": float(v)} for k, v in sorted(layer["scores"].items())]}
+    return layer
+
+
 def _to_table(kind: Kind, rows: list[dict]) -> pa.Table:
-    """Arrow table of ``rows`` under ``SCHEMAS[kind]``; nullable columns may be absent."""
+    """Arrow table of ``rows`` under ``SCHEMAS[kind]``, as written to disk (:func:`_disk_schema`);
+    nullable columns may be absent, and layer ``scores`` may be given as a ``{name: value}`` dict."""
     schema = SCHEMAS[kind]
     names = set(schema.names)
     required = [f.name for f in schema if not f.nullable]
@@ -366,7 +385,10 @@ def _to_table(kind: Kind, rows: list[dict]) -> pa.Table:
         unknown = sorted(set(row) - names)
         if unknown:
             raise ValueError(f"{kind} row {i} (sample_id={row.get('sample_id')!r}) has unknown columns {unknown}")
-        normalised.append({c: row.get(c) for c in schema.names})
+        norm = {c: row.get(c) for c in schema.names}
+        if kind == "shards" and isinstance(norm["layers"], list):
+            norm["layers"] = [_layer_scores_as_list(lay) for lay in norm["layers"]]
+        normalised.append(norm)
     try:
         table = pa.Table.from_pylist(normalised, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:

@@ -1,8 +1,8 @@
 """Training samples from layered shards: photo + ground-truth stack as fixed-size tensors.
 
-Only committed parts are read (:meth:`ShardStore.committed_files`), so a folder that another
-job is still writing is safe to train on.  Rows are indexed once (compressed PNG bytes in
-memory) and decoded on access.
+Rows come from the public reader (:class:`~add_pipeline.io.LayeredShards`: only committed parts,
+so a folder that another job is still writing is safe to train on), are held compressed in memory
+and decoded on access by :func:`~add_pipeline.io.layered.decode_row`, the one parser of the format.
 
 Ground truth per row, built from the layers sorted by ``z`` (back to front).  An object and
 its shadow layers form a *unit*.  Slots are **occlusion levels**, counted from the front:
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from add_pipeline.core.synthetic import Scene
-from add_pipeline.io.images import decode_png
+from add_pipeline.io.layered import decode_row
+from add_pipeline.io.reader import LayeredShards
 from add_pipeline.io.shards import ShardStore
 
 
@@ -73,27 +73,6 @@ class ColorJitter:
         return (self.brightness * mixed).clamp(0.0, 1.0)
 
 
-@dataclass(frozen=True)
-class _Row:
-    sample_id: str
-    image: bytes
-    layers: tuple[dict, ...]  # name, kind, z, png, parent
-
-
-def _png(struct: dict | None, where: str) -> bytes:
-    data = (struct or {}).get("bytes")
-    if not data:
-        raise ValueError(f"{where}: no PNG bytes (rows that only carry a path are not supported for training)")
-    return data
-
-
-def _rgba01(data: bytes) -> np.ndarray:
-    arr = decode_png(data)
-    if arr.shape[2] == 3:
-        arr = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=-1)
-    return arr.astype(np.float32) / 255.0
-
-
 def _over(rgba: np.ndarray, below: np.ndarray) -> np.ndarray:
     a = rgba[..., 3:4]
     return rgba[..., :3] * a + below * (1.0 - a)
@@ -122,24 +101,18 @@ class LayeredShardDataset(torch.utils.data.Dataset):
 
     def __init__(self, dirs: Sequence[str | Path], size: int, slots: int) -> None:
         self.size, self.slots = int(size), int(slots)
-        self.rows: list[_Row] = []
+        self.rows: list[dict] = []  # raw shard rows (compressed images), decoded on access by io.layered.decode_row
         seen: set[str] = set()
         for d in dirs:
-            parts = ShardStore(d).committed_files("shards")
-            if not parts:
+            shards = LayeredShards(d)
+            if not len(shards):
                 raise ValueError(f"{d}: no committed shards to train on")
-            for part in parts:
-                for r in pq.read_table(part, columns=["sample_id", "image", "layers"]).to_pylist():
-                    sid = r["sample_id"]
-                    if sid in seen:
-                        raise ValueError(f"sample {sid!r} occurs more than once across {list(map(str, dirs))}")
-                    seen.add(sid)
-                    layers = tuple(
-                        {"name": lay["name"], "kind": lay["kind"], "z": lay["z"], "parent": lay.get("parent"),
-                         "png": _png(lay["image"], f"{sid}/{lay['name']}")}
-                        for lay in r["layers"]
-                    )
-                    self.rows.append(_Row(sid, _png(r["image"], sid), layers))
+            for r in shards.rows():
+                sid = r["sample_id"]
+                if sid in seen:
+                    raise ValueError(f"sample {sid!r} occurs more than once across {list(map(str, dirs))}")
+                seen.add(sid)
+                self.rows.append({k: r[k] for k in ("sample_id", "width", "height", "image", "layers")})
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -148,7 +121,7 @@ class LayeredShardDataset(torch.utils.data.Dataset):
         """``(train, eval)`` indices; a sample is held out by a hash of its id, so the split of
         a sample never changes when shards are added.  Keeps at least one training sample."""
         held = [i for i, r in enumerate(self.rows)
-                if (zlib.crc32(r.sample_id.encode()) % 10_000) < eval_fraction * 10_000]
+                if (zlib.crc32(r["sample_id"].encode()) % 10_000) < eval_fraction * 10_000]
         train = [i for i in range(len(self.rows)) if i not in set(held)]
         if not train:
             train, held = held[:1], held[1:]
@@ -160,14 +133,11 @@ class LayeredShardDataset(torch.utils.data.Dataset):
     def load(self, index: int, flip: bool, jitter: ColorJitter | None = None) -> dict[str, torch.Tensor]:
         """One sample (tensors as documented in :mod:`~add_pipeline.model.losses`, without batch dim),
         flipped and colour-jittered as asked."""
-        row = self.rows[index]
-        image = _rgba01(row.image)[..., :3]
+        sample = decode_row(self.rows[index])
+        image = sample.image.astype(np.float32) / 255.0
         h, w = image.shape[:2]
-        layers = sorted(row.layers, key=lambda lay: lay["z"])
-        decoded = [(lay, _rgba01(lay["png"])) for lay in layers]
-        for lay, arr in decoded:
-            if arr.shape[:2] != (h, w):
-                raise ValueError(f"{row.sample_id}: layer {lay['name']!r} is {arr.shape[:2]}, image is {(h, w)}")
+        decoded = [({"name": lay.name, "kind": lay.kind, "z": lay.z, "parent": lay.parent},
+                    lay.rgba.astype(np.float32) / 255.0) for lay in sample.layers]
         slot_of = occlusion_slots(decoded, self.slots)
 
         bg = np.zeros((h, w, 3), np.float32)
