@@ -8,7 +8,7 @@ in memory.
 * Shard folder (``OUT`` written by :class:`~add_pipeline.io.shards.ShardStore`): only
   committed parts are read; layers keep their ``name``, ``kind`` and ``parent`` and are
   ordered by ``z``.
-* LayerD-style folder: one subfolder per sample (its name is the sample id), layer PNGs
+* LayerD-style folder: one subfolder per sample (its name, percent-decoded, is the sample id), layer PNGs
   sorted back to front by file name.  A file name containing ``shadow``, ``background``
   or ``object`` (checked in that order, case-insensitive) sets the kind; otherwise the
   first layer is the background and the others are objects.  A shadow named like
@@ -30,6 +30,7 @@ from add_pipeline.core.types import LayerKind
 from add_pipeline.eval.kinds import EvalLayer
 from add_pipeline.io.images import decode_png
 from add_pipeline.io.layered import decode_row
+from add_pipeline.io.names import unsafe_name
 from add_pipeline.io.reader import LayeredShards, ReaderError
 from add_pipeline.io.shards import COMMITS_DIR
 
@@ -123,7 +124,7 @@ def read_folder_stacks(root: str | Path) -> LazyStacks:
     loaders: dict[str, Loader] = {}
     for sample_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         files = sorted(p for p in sample_dir.iterdir() if p.is_file() and p.suffix.lower() == ".png")
-        loaders[sample_dir.name] = _folder_loader(files)
+        loaders[unsafe_name(sample_dir.name)] = _folder_loader(files)  # liwi export names folders safe_name(id)
     return LazyStacks(loaders, origin=f"folder:{base}")
 
 
