@@ -37,6 +37,8 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --out bench/results
+	# shard bytes and decode time per sample, schema v1 (full-canvas PNG) against v2 (cropped, WebP)
+	$(BIN)/python bench/shard_bytes.py --out bench/results
 	# fault injection: random kill -9 of the driver and of Ray workers, then exactly-once checks
 	$(BIN)/python bench/soak.py --out bench/results
 

@@ -107,8 +107,9 @@ def encode_image(image: np.ndarray, codec: Codec = "webp") -> bytes:
     return _encode(image, codec)
 
 
-def pack_layer(rgba: np.ndarray, image: np.ndarray, fill: bool, codec: Codec = "webp") -> tuple[bytes, Box]:
-    """The stored bytes and ``bbox`` of one full-canvas layer (the rule in the module docstring).
+def stored_crop(rgba: np.ndarray, image: np.ndarray, fill: bool) -> tuple[np.ndarray | None, Box]:
+    """What :func:`pack_layer` stores of one full-canvas layer, before encoding: the ``hxwx4 uint8``
+    crop at its box (None for an empty box, ``(0, 0, 0, 0)``) and the box.
 
     Args:
         rgba: ``HxWx4 uint8`` full-canvas layer, straight colour.
@@ -130,13 +131,20 @@ def pack_layer(rgba: np.ndarray, image: np.ndarray, fill: bool, codec: Codec = "
     box = bbox_of(keep)
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
-        return _encode(np.zeros((1, 1, 4), np.uint8), codec), (0, 0, 0, 0)
+        return None, (0, 0, 0, 0)
     crop = rgba[y0:y1, x0:x1].copy()
     inside = keep[y0:y1, x0:x1]
     if fill:
         crop[..., 3] = np.where(inside, 255, 0).astype(np.uint8)
     crop[~inside] = 0  # canonical: nothing under alpha 0
-    return _encode(crop, codec), box
+    return crop, box
+
+
+def pack_layer(rgba: np.ndarray, image: np.ndarray, fill: bool, codec: Codec = "webp") -> tuple[bytes, Box]:
+    """The stored bytes and ``bbox`` of one full-canvas layer (:func:`stored_crop`, encoded; an empty
+    box stores a 1x1 transparent placeholder)."""
+    crop, box = stored_crop(rgba, image, fill)
+    return _encode(np.zeros((1, 1, 4), np.uint8) if crop is None else crop, codec), box
 
 
 def scores_list(scores: Mapping[str, float]) -> list[dict[str, Any]]:

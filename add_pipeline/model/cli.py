@@ -30,7 +30,10 @@ import click
 @click.option("--init", "init", default=None, metavar="SOURCE",
               help="Fine-tune: start from these weights (a run folder, checkpoint or 'bundled') "
                    "and from the config they were trained with.")
-def train_cmd(data: tuple[Path, ...], out: Path, config_path: Path | None, resume: bool, init: str | None) -> None:
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Train this many steps (replaces the config's steps; e.g. a short fine-tune).")
+def train_cmd(data: tuple[Path, ...], out: Path, config_path: Path | None, resume: bool, init: str | None,
+              steps: int | None) -> None:
     """Train the layer decomposer on layered shards (from random weights, or from --init's)."""
     from add_pipeline.model.config import TrainConfig, load_config, read_config_file
     from add_pipeline.model.infer import load_model
@@ -47,6 +50,8 @@ def train_cmd(data: tuple[Path, ...], out: Path, config_path: Path | None, resum
             cfg = base.with_overrides(**{**(read_config_file(config_path) if config_path else {}), "init": init})
         else:
             cfg = load_config(config_path) if config_path is not None else TrainConfig()
+        if steps is not None:
+            cfg = cfg.with_overrides(steps=steps)
     except ValueError as e:
         raise click.ClickException(f"{config_path or out / 'config.json'}: {e}") from e
     try:
