@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-models eval eval-model model clean
+.PHONY: setup demo test test-fast bench bench-models bench-report eval eval-model model clean
 
 setup: $(STAMP)
 
@@ -39,8 +39,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --out bench/results
 	# shard bytes and decode time per sample, schema v1 (full-canvas PNG) against v2 (cropped, WebP)
 	$(BIN)/python bench/shard_bytes.py --out bench/results
+	# liwi report on 10,000 samples: page and asset sizes, build time, time to draw in headless Chromium
+	$(BIN)/python bench/report_bench.py
 	# fault injection: random kill -9 of the driver and of Ray workers, then exactly-once checks
 	$(BIN)/python bench/soak.py --out bench/results
+
+bench-report: $(STAMP)
+	$(BIN)/python bench/report_bench.py
 
 eval: $(STAMP)
 	$(BIN)/python bench/run_eval.py --out bench/results

@@ -9,7 +9,9 @@ import click
 
 from add_pipeline.cli_tools import tools
 from add_pipeline.core.config import ConfigError
+from add_pipeline.export.cli import export_cmd
 from add_pipeline.model.cli import COMMANDS as MODEL_COMMANDS
+from add_pipeline.report.cli import report_cmd
 from add_pipeline.weights.cli import weights
 
 
@@ -33,16 +35,18 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Delete previous output in OUT and start over.")
 @click.option("--local", is_flag=True, help="Run tools in this process instead of Ray (debugging).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--license", "license_id", default="unknown", show_default=True,
+              help="Licence of the data (a Hugging Face licence id) for the dataset card OUT/README.md.")
 def run(input_: str, out: Path, workflow: str, limit: int | None, shard_size: int, workers: int | None,
         seed: int, ray_address: str | None, ray_timeout: float, overwrite: bool, local: bool,
-        no_progress: bool) -> None:
+        no_progress: bool, license_id: str) -> None:
     """Decompose every photo of INPUT into layers; rerun the same command to resume."""
     from add_pipeline.exec.run import RunError, RunOptions
     from add_pipeline.exec.run import run as run_job
 
     opts = RunOptions(input=input_, out=out, workflow=workflow, limit=limit, shard_size=shard_size, workers=workers,
                       seed=seed, ray_address=ray_address, overwrite=overwrite, local=local,
-                      progress=not no_progress, ray_timeout_s=ray_timeout)
+                      progress=not no_progress, ray_timeout_s=ray_timeout, license=license_id)
     try:
         stats = run_job(opts)
     except (RunError, ConfigError, ValueError) as exc:
@@ -106,6 +110,7 @@ def stats(out: Path, as_json: bool) -> None:
 def show(out: Path, sample_id: str, save: Path | None, state: bool) -> None:
     """Show one sample: its layers (or why it was rejected) and its agent trace."""
     from add_pipeline.browse import find_sample, graph_state, render_trace, save_sample
+    from add_pipeline.io.layered import scores_dict
 
     found = find_sample(out, sample_id)
     if found is None:
@@ -116,7 +121,7 @@ def show(out: Path, sample_id: str, save: Path | None, state: bool) -> None:
     else:
         click.echo(f"{sample_id}: accepted, {record['width']}x{record['height']}, source {record['source']}")
         for lay in record["layers"]:
-            scores = ", ".join(f"{k}={v:.3g}" for k, v in sorted(dict(lay["scores"] or {}).items()))
+            scores = ", ".join(f"{k}={v:.3g}" for k, v in sorted(scores_dict(lay["scores"]).items()))
             parent = f" parent={lay['parent']}" if lay["parent"] else ""
             click.echo(f"  z={lay['z']:<2} {lay['kind']:<10} {lay['name']:<14} bbox={lay['bbox']}{parent}  {scores}")
     trace = render_trace(out, record["trace_id"])
@@ -209,16 +214,19 @@ def _exec_options(fn: click.decorators.FC) -> click.decorators.FC:
 @click.option("--workflow", default="compose-default", show_default=True, help="Compose workflow name or YAML path.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Join this Ray cluster (or $RAY_ADDRESS).")
+@click.option("--license", "license_id", default="unknown", show_default=True,
+              help="Licence of the data (a Hugging Face licence id) for the dataset card OUT/README.md.")
 @_exec_options
 def compose_cmd(assets: Path, out: Path, n: int, seed: int, workflow: str, shard_size: int, ray_address: str | None,
-                workers: int | None, local: bool, overwrite: bool, no_progress: bool) -> None:
+                license_id: str, workers: int | None, local: bool, overwrite: bool, no_progress: bool) -> None:
     """Compose N layered samples with exact ground truth from curated ASSETS (resumable)."""
     from add_pipeline.compose.job import compose
     from add_pipeline.exec.run import RunError
 
     try:
         stats = compose(assets, out, n=n, seed=seed, workflow=workflow, workers=workers, shard_size=shard_size,
-                        ray_address=ray_address, overwrite=overwrite, local=local, progress=not no_progress)
+                        ray_address=ray_address, overwrite=overwrite, local=local, progress=not no_progress,
+                        license_id=license_id)
     except (RunError, ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     last = stats["last_run"]
@@ -292,6 +300,8 @@ def samples(dir_: Path) -> None:
 
 
 main.add_command(tools)
+main.add_command(export_cmd)  # liwi export
+main.add_command(report_cmd)  # liwi report
 main.add_command(weights)
 for _command in MODEL_COMMANDS:  # liwi train / eval-model / decompose
     main.add_command(_command)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.compute as pc
 
-from add_pipeline.io.shards import ShardStore
+from add_pipeline.io.shards import ShardStore, read_part_without_pixels
 
 
 def connect(out: Path, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
@@ -58,7 +59,9 @@ def compute_stats(out: Path) -> dict[str, Any]:
     ).fetchall():
         tools[tool] = {"calls": calls, "median_s": med, "mean_s": mean, "p90_s": p90, "total_s": tot,
                        "median_wall_s": med_wall, "errors": errors, "retries": retries}
-    layers = con.execute("select coalesce(avg(len(layers)), 0), coalesce(sum(len(layers)), 0) from shards").fetchone()
+    counts = [n for path in ShardStore(out).committed_files("shards")  # the layers' fields without their pixels
+              for n in pc.list_value_length(read_part_without_pixels(path, ["layers"]).column("layers")).to_pylist()]
+    layers = (sum(counts) / len(counts) if counts else 0.0, sum(counts))
     dup_ids = [r[0] for r in con.execute(
         "select sample_id from (select sample_id from shards union all select sample_id from rejects) "
         "group by sample_id having count(*) > 1 order by sample_id").fetchall()]

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from add_pipeline.io.layered import LayeredSample, decode_row
-from add_pipeline.io.shards import COMMITS_DIR, ShardStore, read_part
+from add_pipeline.io.shards import COMMITS_DIR, ShardStore, drop_layer_pixels, read_part, read_part_without_pixels
 
 FILTER_COLUMNS = ("sample_id", "source", "source_kind", "width", "height", "status", "trace_id", "workflow", "meta",
                   "layers")
@@ -99,7 +99,7 @@ class LayeredShards:
         """One row per committed sample with the :data:`FILTER_COLUMNS` and the layer counts (no pixels)."""
         tables = []
         for part in self._parts:
-            t = read_part(part, "shards", list(FILTER_COLUMNS))
+            t = read_part_without_pixels(part, list(FILTER_COLUMNS))  # the layers' pixels are never read
             layers = t.column("layers").combine_chunks()
             kinds = pc.list_flatten(layers).field("kind")
             parents = pc.list_parent_indices(layers)
@@ -107,7 +107,6 @@ class LayeredShards:
             for row, kind in zip(parents.to_pylist(), kinds.to_pylist(), strict=True):
                 if kind in counts:
                     counts[kind][row] += 1
-            t = t.set_column(t.schema.get_field_index("layers"), "layers", _without_pixels(layers))
             t = t.append_column("n_layers", pc.list_value_length(layers).cast(pa.int32()))
             t = t.append_column("n_objects", pa.array(counts["object"], pa.int32()))
             t = t.append_column("n_shadows", pa.array(counts["shadow"], pa.int32()))
@@ -199,21 +198,13 @@ class LayeredShards:
         return list(range(rank, len(self._entries), world))
 
 
-def _without_pixels(layers: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """The ``layers`` list column with the ``image`` field of each layer struct dropped."""
-    arr = layers.combine_chunks() if isinstance(layers, pa.ChunkedArray) else layers
-    structs = arr.values
-    names = [f.name for f in structs.type if f.name != "image"]
-    kept = pa.StructArray.from_arrays([structs.field(n) for n in names], names=names)
-    return pa.ListArray.from_arrays(arr.offsets, kept)
-
-
 def read_part_schema_empty() -> pa.Table:
     """An empty :meth:`LayeredShards.scalar_table`."""
     from add_pipeline.io.shards import SHARD_SCHEMA
 
     base = pa.schema([SHARD_SCHEMA.field(c) for c in FILTER_COLUMNS])
     empty = base.empty_table()
-    empty = empty.set_column(empty.schema.get_field_index("layers"), "layers", _without_pixels(empty.column("layers")))
+    at = empty.schema.get_field_index("layers")
+    empty = empty.set_column(at, "layers", drop_layer_pixels(empty.column("layers")))
     return empty.append_column("n_layers", pa.array([], pa.int32())).append_column(
         "n_objects", pa.array([], pa.int32())).append_column("n_shadows", pa.array([], pa.int32()))

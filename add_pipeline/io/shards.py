@@ -347,6 +347,35 @@ def read_part(path: Path, kind: Kind, columns: list[str] | None = None) -> pa.Ta
     return pq.read_table(path, columns=columns).cast(schema)
 
 
+def drop_layer_pixels(layers: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A ``layers`` list column with the ``image`` field of each layer struct dropped."""
+    arr = layers.combine_chunks() if isinstance(layers, pa.ChunkedArray) else layers
+    structs = arr.values
+    names = [f.name for f in structs.type if f.name != "image"]
+    kept = pa.StructArray.from_arrays([structs.field(n) for n in names], names=names)
+    return pa.ListArray.from_arrays(arr.offsets, kept)
+
+
+def read_part_without_pixels(path: Path, columns: list[str]) -> pa.Table:
+    """``columns`` of a committed shard part, with the ``image`` field of every layer left out and
+    never read from disk (a pixel-free view for filters and counts: the layers' names, kinds, boxes,
+    parents, scores, fill). A top-level ``image`` in ``columns`` is refused: this view has no pixels."""
+    if "image" in columns:
+        raise ValueError("read_part_without_pixels: 'image' is pixels")
+    if part_version(path) != SCHEMA_VERSION:  # older layout: upgrade in memory, then drop the pixels
+        table = read_part(path, "shards", columns)
+        if "layers" in columns:
+            table = table.set_column(table.schema.get_field_index("layers"), "layers",
+                                     drop_layer_pixels(table.column("layers")))
+        return table
+    pf = pq.ParquetFile(path)
+    leaves = [pf.schema.column(i).path for i in range(len(pf.schema))]
+    wanted = [leaf for leaf in leaves
+              if leaf.split(".")[0] in columns and not leaf.startswith("layers.list.element.image.")]
+    table = pf.read(columns=wanted)
+    return table.select(columns)
+
+
 def _disk_schema(kind: Kind) -> pa.Schema:
     """``SCHEMAS[kind]`` as written: every field nullable (the form ``datasets`` compares its features
     with), plus the ``huggingface`` features and ``liwi`` version metadata."""
