@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   - create .venv, install, run the main job on the bundled sample photos
+#   make demo   - create .venv, install, run the main job on the bundled sample photos, stats, HTML report
 #   make test   - create .venv, install, run the test suite
 PY ?= python3
 VENV := .venv
@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/liwi samples samples/
 	$(BIN)/liwi run --input samples/ --out out/demo
 	$(BIN)/liwi stats out/demo
+	$(BIN)/liwi report out/demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q

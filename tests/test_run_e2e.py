@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from add_pipeline.cli import main
 from add_pipeline.core.composite import recomposition_error
 from add_pipeline.core.synthetic import make_scene
+from add_pipeline.io.hf import arrow_nullable
 from add_pipeline.io.images import decode_png
 from add_pipeline.io.layered import decode_row
 from add_pipeline.io.shards import REJECT_SCHEMA, SHARD_SCHEMA, TRACE_SCHEMA, ShardStore
@@ -72,7 +73,9 @@ def test_contract_every_input_exactly_once(inputs, result):
     assert {"scene1.png", "scene2.png"} <= set(shards.column("sample_id").to_pylist())
     for kind, schema in (("shards", SHARD_SCHEMA), ("traces", TRACE_SCHEMA), ("rejects", REJECT_SCHEMA)):
         for f in store.committed_files(kind):
-            assert pq.read_schema(f).remove_metadata().equals(schema.remove_metadata()), f
+            on_disk = pq.read_schema(f)  # every field nullable (as datasets compares them), features recorded
+            assert on_disk.remove_metadata().equals(arrow_nullable(schema)), f
+            assert set(on_disk.metadata) == {b"huggingface", b"liwi"}, f
     assert not list(result.rglob("*.tmp"))
 
 

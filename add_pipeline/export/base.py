@@ -27,6 +27,8 @@ import numpy as np
 
 from add_pipeline.core.types import Box, bbox_of
 from add_pipeline.io.layered import Layer, LayeredSample
+from add_pipeline.io.names import child
+from add_pipeline.io.shards import fsync_dir
 
 TEMP_PREFIX = ".tmp-"
 """Every entry an exporter has not finished yet is named ``.tmp-<token>-<final name>`` inside ``DIR``."""
@@ -44,19 +46,6 @@ class ExportError(ValueError):
 def temp_path(dest: Path, final_name: str) -> Path:
     """A fresh temporary path in ``dest`` for an entry that will be renamed to ``final_name``."""
     return dest / f"{TEMP_PREFIX}{uuid.uuid4().hex[:10]}-{final_name}"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a folder; the rename is still atomic
-    finally:
-        os.close(fd)
 
 
 def write_file(path: Path, data: bytes) -> None:
@@ -77,7 +66,7 @@ def publish(tmp: Path, final: Path) -> None:
         remove(tmp)
         raise ExportError(f"{final} exists already; it was not expected to (another export into the same folder?)")
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def write_atomic(final: Path, data: bytes) -> None:
@@ -89,7 +78,7 @@ def write_atomic(final: Path, data: bytes) -> None:
     except BaseException:
         remove(tmp)
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def remove(path: Path) -> None:
@@ -240,3 +229,16 @@ class PerSampleExporter(Exporter):
             remove(tmp)
             raise
         publish(tmp, final)
+
+
+class FileExporter(PerSampleExporter):
+    """A format with one file per sample: ``dest/<safe_name(id)><suffix>``."""
+
+    suffix: ClassVar[str] = ""
+
+    def owns(self, entry: Path) -> bool:
+        return entry.is_file() and entry.name.endswith(self.suffix)
+
+    def target(self, sample_id: str) -> Path:
+        path = child(self.dest, sample_id)
+        return path.with_name(path.name + self.suffix)

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from add_pipeline.export.base import PerSampleExporter, placed_crop, write_file
+from add_pipeline.export.base import FileExporter, placed_crop, write_file
 from add_pipeline.io.images import encode_png
 from add_pipeline.io.layered import LayeredSample
-from add_pipeline.io.names import child
 
 MIMETYPE = "image/openraster"
 THUMBNAIL_SIDE = 256
@@ -54,18 +53,11 @@ def thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     return np.asarray(im)
 
 
-class OraExporter(PerSampleExporter):
+class OraExporter(FileExporter):
     """One ``.ora`` per sample."""
 
     name = "ora"
     suffix = ".ora"
-
-    def owns(self, entry: Path) -> bool:
-        return entry.is_file() and entry.name.endswith(self.suffix)
-
-    def target(self, sample_id: str) -> Path:
-        path = child(self.dest, sample_id)
-        return path.with_name(path.name + self.suffix)
 
     def render(self, sample: LayeredSample, tmp: Path) -> None:
         srcs, places, pngs = [], [], []

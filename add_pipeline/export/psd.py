@@ -21,14 +21,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from add_pipeline.export.base import ExportError, PerSampleExporter, placed_crop, write_file
+from add_pipeline.export.base import ExportError, FileExporter, placed_crop, write_file
 from add_pipeline.io.layered import LayeredSample
-from add_pipeline.io.names import child
 
 MAX_LAYER_NAME = 255
 
 
-class PsdExporter(PerSampleExporter):
+class PsdExporter(FileExporter):
     """One ``.psd`` per sample (needs ``psd-tools`` with its composite support, for the merged image)."""
 
     name = "psd"
@@ -42,13 +41,6 @@ class PsdExporter(PerSampleExporter):
         except ImportError as e:
             raise ExportError(f"--format psd needs psd-tools with composite support ({e}); "
                               "pip install 'psd-tools[composite]'") from e
-
-    def owns(self, entry: Path) -> bool:
-        return entry.is_file() and entry.name.endswith(self.suffix)
-
-    def target(self, sample_id: str) -> Path:
-        path = child(self.dest, sample_id)
-        return path.with_name(path.name + self.suffix)
 
     def render(self, sample: LayeredSample, tmp: Path) -> None:
         from PIL import Image

@@ -242,9 +242,10 @@ class ShardStore:
     def schema_versions(self) -> dict[int, list[str]]:
         """Committed shard/reject/trace part files by the schema version they were written with."""
         out: dict[int, list[str]] = {}
-        for kind in KINDS:
-            for path in self.committed_files(kind):
-                out.setdefault(part_version(path), []).append(f"{kind}/{path.name}")
+        for marker in self._markers():
+            for rel in marker["files"].values():
+                if (self.out_dir / rel).is_file():  # a missing one is dropped by prepare() and redone
+                    out.setdefault(part_version(self.out_dir / rel), []).append(rel)
         return out
 
     # ------------------------------------------------------------ internals
@@ -428,7 +429,7 @@ def _to_table(kind: Kind, rows: list[dict]) -> pa.Table:
 # ---------------------------------------------------------------- atomic file writes
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -448,7 +449,7 @@ def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _write_bytes_atomic(payload: bytes, path: Path) -> None:
@@ -458,4 +459,4 @@ def _write_bytes_atomic(payload: bytes, path: Path) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
