@@ -69,3 +69,16 @@ def test_card_makes_the_folder_loadable_with_its_configs(tmp_path: Path) -> None
     _check_pixels(datasets.load_dataset(str(out), split="train"), truth)
     rejects = datasets.load_dataset(str(out), "rejects", split="train")
     assert rejects["sample_id"] == ["bad"] and rejects["reason"] == ["/x.jpg: truncated"]
+
+
+def test_a_users_readme_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_known_out(out, ["a"])
+    (out / "README.md").write_text("# my notes\n")
+    assert write_card(out, {"accepted": 1}) is None
+    assert (out / "README.md").read_text() == "# my notes\n"
+    (out / "README.md").unlink()
+    assert write_card(out, {"accepted": 1}) == out / "README.md"
+    card = (out / "README.md").read_text()
+    assert "shards/part-00000.parquet" in card and "part-*" not in card  # committed parts by name
+    assert write_card(out, {"accepted": 1}) == out / "README.md"  # our own card is rewritten

@@ -149,8 +149,8 @@ def test_split_gives_every_sample_to_exactly_one_share(tmp_path: Path) -> None:
     shards = LayeredShards(tmp_path)
     for world in (1, 2, 3, 4, 5, 8):
         shares = [shards.split(r, world) for r in range(world)]
-        flat = sorted(i for s in shares for i in s)
-        assert flat == list(range(7)), world
-    # with at least as many parts as readers, each reader opens only its own part files
+        assert sorted(i for s in shares for i in s) == list(range(7)), world
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1, world  # balanced: DDP ranks stay in step
+    # contiguous: a reader opens only the parts its run touches (2 readers of 4 parts: at most 3 between them)
     parts = {i: shards._entries[i].part for i in range(7)}
-    assert not {parts[i] for i in shards.split(0, 2)} & {parts[i] for i in shards.split(1, 2)}
+    assert len({parts[i] for i in shards.split(0, 2)}) + len({parts[i] for i in shards.split(1, 2)}) <= 5

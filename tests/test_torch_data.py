@@ -64,3 +64,18 @@ def test_to_tensors_recomposes_the_photo(out: Path) -> None:
     for lay in t["layers"]:
         comp = lay[:3] * lay[3:4] + comp * (1 - lay[3:4])
     assert np.abs(comp.numpy().transpose(1, 2, 0) * 255 - sample.image).max() <= 1.0
+
+
+def test_rank_is_taken_in_the_main_process_so_spawned_workers_keep_it(out: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers started by spawn never join the process group: the share must travel with the dataset."""
+    import add_pipeline.io.torch_data as td
+
+    seen: Counter[str] = Counter()
+    for rank in range(2):
+        monkeypatch.setattr(td, "_distributed", lambda rank=rank: (rank, 2))
+        data = LayeredIterableDataset(out)
+        loader = DataLoader(data, batch_size=2, num_workers=2, collate_fn=collate_layers,
+                            multiprocessing_context="spawn")
+        seen.update(sid for batch in loader for sid in batch["sample_id"])
+    assert seen == Counter(IDS)

@@ -18,6 +18,7 @@ in memory.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,6 +111,21 @@ def _kind_from_name(stem: str) -> LayerKind | None:
     return None
 
 
+def _folder_id(sample_dir: Path) -> str:
+    """The sample id of a LayerD-style folder: the ``sample_id`` of its ``layers.json`` (written by
+    ``liwi export --format layerd``, exact even for ids whose file name was shortened), else the
+    folder name, percent-decoded (``safe_name`` inverted)."""
+    record = sample_dir / "layers.json"
+    if record.is_file():
+        try:
+            sid = json.loads(record.read_text(encoding="utf-8")).get("sample_id")
+        except (OSError, ValueError, AttributeError):
+            sid = None
+        if isinstance(sid, str) and sid:
+            return sid
+    return unsafe_name(sample_dir.name)
+
+
 def read_folder_stacks(root: str | Path) -> LazyStacks:
     """Stacks of a LayerD-style folder: ``root/<sample_id>/*.png`` sorted by file name.
 
@@ -122,9 +138,9 @@ def read_folder_stacks(root: str | Path) -> LazyStacks:
     if not base.is_dir():
         raise FileNotFoundError(f"{base} is not a folder")
     loaders: dict[str, Loader] = {}
-    for sample_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+    for sample_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(p for p in sample_dir.iterdir() if p.is_file() and p.suffix.lower() == ".png")
-        loaders[unsafe_name(sample_dir.name)] = _folder_loader(files)  # liwi export names folders safe_name(id)
+        loaders[_folder_id(sample_dir)] = _folder_loader(files)
     return LazyStacks(loaders, origin=f"folder:{base}")
 
 

@@ -36,7 +36,7 @@ from add_pipeline.exec.fallback import runnable_workflow
 from add_pipeline.exec.runner import LocalToolRunner, ToolRunner
 from add_pipeline.exec.sample import SampleOutcome, decompose_one
 from add_pipeline.exec.stats import compute_stats
-from add_pipeline.io.card import write_card
+from add_pipeline.io.card import CARD_FILE, is_ours, write_card
 from add_pipeline.io.inputs import InputItem, enumerate_inputs
 from add_pipeline.io.layered import SCHEMA_VERSION
 from add_pipeline.io.lock import OutputLockedError, output_lock
@@ -206,7 +206,8 @@ def _check_foreign(out: Path, ex: ExecOptions) -> None:
     ``--overwrite`` (which still deletes only our own files)."""
     if ex.overwrite or (out / "run.json").exists():
         return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_ENTRIES + ex.own_entries)
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_ENTRIES + ex.own_entries
+                     or (p.name == CARD_FILE and not is_ours(p)))
     if foreign:
         raise RunError(f"{out} holds files that no liwi run wrote ({', '.join(foreign[:3])}"
                        f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new --out, or pass --overwrite "

@@ -1,8 +1,22 @@
 """``liwi export``: committed layered samples as files other tools read (WebDataset tars, layered
-PSD, OpenRaster, LayerD-style folders), written resumably and atomically into one folder."""
+PSD, OpenRaster, LayerD-style folders), written resumably and atomically into one folder.
 
-from add_pipeline.export.base import Exporter, ExportError, PerSampleExporter
-from add_pipeline.export.job import ExportOptions, export
-from add_pipeline.export.registry import EXPORTERS, build_exporter
+The names below are imported on first use (``liwi`` registers the command without loading them).
+"""
 
-__all__ = ["EXPORTERS", "ExportError", "ExportOptions", "Exporter", "PerSampleExporter", "build_exporter", "export"]
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {"Exporter": "base", "ExportError": "base", "PerSampleExporter": "base", "ExportOptions": "job",
+            "export": "job", "EXPORTERS": "registry", "build_exporter": "registry"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'add_pipeline.export' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"add_pipeline.export.{_EXPORTS[name]}"), name)

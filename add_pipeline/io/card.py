@@ -3,7 +3,8 @@
 Written at the end of every ``liwi run`` / ``liwi compose`` / ``liwi synth`` (and so rewritten by a
 resumed run), from ``run.json`` and the run's stats.  Its YAML header declares one ``datasets``
 config per table that has committed parts (``default``: the accepted samples in ``shards/``,
-``rejects``, ``traces``) with their ``data_files`` and features, so ``load_dataset(OUT)`` works on
+``rejects``, ``traces``) with their ``data_files`` (the committed part files by name) and features
+(``datasets`` >= 4 reads them), so ``load_dataset(OUT)`` works on
 the folder and the folder is ready to upload.  The body says what the rows are, how the pixels are
 stored, how the data was made, and how to read it.
 """
@@ -11,6 +12,7 @@ stored, how the data was made, and how to read it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from add_pipeline.io.layered import SCHEMA_VERSION
 from add_pipeline.io.shards import SCHEMAS, ShardStore
 
 CARD_FILE = "README.md"
+CARD_MARKER = "<!-- liwi dataset card: rewritten at the end of every run into this folder -->"
+"""The line that marks a ``README.md`` as ours: a README without it is the user's and never replaced."""
+log = logging.getLogger(__name__)
 CONFIGS = (("default", "shards"), ("rejects", "rejects"), ("traces", "traces"))
 
 
@@ -30,9 +35,12 @@ def card_header(out: Path, license_id: str) -> dict[str, Any]:
     store = ShardStore(out)
     configs, infos = [], []
     for name, kind in CONFIGS:
-        if not store.committed_files(kind):  # type: ignore[arg-type]
+        files = store.committed_files(kind)  # type: ignore[arg-type]
+        if not files:
             continue
-        configs.append({"config_name": name, "data_files": [{"split": "train", "path": f"{kind}/part-*.parquet"}]})
+        # the committed parts by name, not a glob: a part a killed run left without its marker is not data
+        paths = [f"{kind}/{p.name}" for p in files]
+        configs.append({"config_name": name, "data_files": [{"split": "train", "path": paths}]})
         infos.append({"config_name": name, "features": features_yaml(SCHEMAS[kind])})  # type: ignore[index]
     return {
         "license": license_id,
@@ -57,6 +65,8 @@ def _body(out: Path, run: dict[str, Any], stats: dict[str, Any]) -> str:
     reason_lines = "\n".join(f"| {k} | {v} |" for k, v in reasons.items()) or "| (none) | 0 |"
     fallback = run.get("fallback")
     return f"""
+{CARD_MARKER}
+
 # Layered photos: `{out.name}`
 
 Each accepted row is one photo decomposed into editable layers, back to front: an opaque
@@ -108,8 +118,20 @@ Photoshop, GIMP and Krita, WebDataset tars, or one folder of PNGs per sample.
 """
 
 
-def write_card(out: Path, stats: dict[str, Any]) -> Path:
-    """Write ``out/README.md`` (temporary name, then rename) and return its path.
+def is_ours(path: Path) -> bool:
+    """Whether ``path`` is absent or a dataset card liwi wrote (it carries :data:`CARD_MARKER`)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return CARD_MARKER in fh.read(64_000)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def write_card(out: Path, stats: dict[str, Any]) -> Path | None:
+    """Write ``out/README.md`` (temporary name, then rename) and return its path; a ``README.md``
+    that liwi did not write is left alone (None is returned).
 
     ``stats``: the run's statistics (:func:`~add_pipeline.exec.stats.compute_stats`). The licence is
     the run's ``--license`` (a Hugging Face licence id, ``unknown`` unless the user says), read from
@@ -125,6 +147,9 @@ def write_card(out: Path, stats: dict[str, Any]) -> Path:
     header = yaml.safe_dump(card_header(out, license_id), sort_keys=False, allow_unicode=True)
     text = f"---\n{header}---\n{_body(out, run, stats)}"
     path = out / CARD_FILE
+    if not is_ours(path):
+        log.warning("%s is not a liwi dataset card; left as it is (no card written)", path)
+        return None
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -9,7 +9,7 @@ Only committed parts are read (a folder another job is still writing is safe to 
 index (sample ids per part and row) is built once from the ``sample_id`` column; rows are read
 part by part and decoded one at a time, so memory holds one part's compressed bytes and one
 decoded sample.  :meth:`LayeredShards.split` gives one DataLoader worker / distributed rank its
-share, every sample in exactly one share.
+share (contiguous, balanced), every sample in exactly one share.
 
 ``where`` is a SQL boolean expression over one row per sample with the columns ``sample_id``,
 ``source``, ``source_kind``, ``width``, ``height``, ``status``, ``trace_id``, ``workflow``, ``meta``
@@ -186,16 +186,13 @@ class LayeredShards:
         raise ReaderError(f"{self.out}: no selected sample with id {sample_id!r}")
 
     def split(self, rank: int, world: int) -> list[int]:
-        """Indices (into :meth:`ids`) of share ``rank`` of ``world``: whole part files round-robin when
-        there are at least ``world`` parts (each reader then opens only its own files), else every
-        ``world``-th sample. The shares are disjoint and together hold every selected sample once."""
+        """Indices (into :meth:`ids`) of share ``rank`` of ``world``: a contiguous run of the selected
+        samples in part order, so a reader opens only the part files its run touches and the shares
+        differ in size by at most one. Together they hold every selected sample exactly once."""
         if world < 1 or not 0 <= rank < world:
             raise ReaderError(f"rank {rank} of world {world} is not a valid share")
-        parts = list(dict.fromkeys(e.part for e in self._entries))
-        if len(parts) >= world:
-            mine = set(parts[rank::world])
-            return [i for i, e in enumerate(self._entries) if e.part in mine]
-        return list(range(rank, len(self._entries), world))
+        n = len(self._entries)
+        return list(range(rank * n // world, (rank + 1) * n // world))
 
 
 def read_part_schema_empty() -> pa.Table:

@@ -19,8 +19,8 @@ The ``image`` structs use the Hugging Face ``Image`` feature layout
 ``huggingface`` features metadata (:mod:`add_pipeline.io.hf`), so ``datasets`` decodes them
 as images with no arguments.  How layer pixels are stored (cut to ``bbox``; the background
 only where it differs from the photo) is :mod:`add_pipeline.io.layered`'s rule.  On disk every
-field is nullable (as ``datasets`` writes them); which ones are required is checked here, on
-write.  Every part records ``liwi.schema_version`` (:data:`SCHEMA_VERSION`) in its metadata;
+field is nullable (as ``datasets`` writes them); which ones are required, top-level and in each
+layer, is checked here, on write.  Every part records ``liwi.schema_version`` (:data:`SCHEMA_VERSION`) in its metadata;
 parts of version 1 are read (upgraded in memory), a newer version is refused.
 
 Rows are plain dicts keyed by column name; nullable columns may be left out (they become
@@ -230,13 +230,17 @@ class ShardStore:
 
     def arrow_source(self, kind: Kind) -> pa.Table | Any:
         """The committed rows of ``kind`` for a query engine: a lazy ``pyarrow.dataset`` over the part
-        files (columns a query skips are never read) when every part has the current schema, else
-        the upgraded table (:meth:`read_table`)."""
+        files (columns a query skips are never read) when every part has one schema version (a v1
+        folder keeps its v1 column types there: scores as a map, no ``fill``), else the upgraded
+        table (:meth:`read_table`; only a folder mixing versions, which a run never writes)."""
         import pyarrow.dataset as ds
 
         files = self.committed_files(kind)
-        if files and all(part_version(p) == SCHEMA_VERSION for p in files):
+        versions = {part_version(p) for p in files}
+        if versions == {SCHEMA_VERSION}:
             return ds.dataset([str(p) for p in files], schema=_disk_schema(kind), format="parquet")
+        if len(versions) == 1:
+            return ds.dataset([str(p) for p in files], schema=pq.read_schema(files[0]), format="parquet")
         return self.read_table(kind)
 
     def schema_versions(self) -> dict[int, list[str]]:
@@ -392,6 +396,10 @@ def _disk_schema(kind: Kind) -> pa.Schema:
 # ---------------------------------------------------------------- row validation
 
 
+_LAYER_REQUIRED = tuple(f.name for f in LAYER_TYPE if not f.nullable)
+"""Fields every layer must have (checked on write: the on-disk schema is all-nullable)."""
+
+
 def _layer_scores_as_list(layer: Any) -> Any:
     """A layer dict whose ``scores`` may be given as a mapping, with them as the stored name/value list."""
     if isinstance(layer, dict) and isinstance(layer.get("scores"), dict):
@@ -418,6 +426,11 @@ def _to_table(kind: Kind, rows: list[dict]) -> pa.Table:
         norm = {c: row.get(c) for c in schema.names}
         if kind == "shards" and isinstance(norm["layers"], list):
             norm["layers"] = [_layer_scores_as_list(lay) for lay in norm["layers"]]
+            for j, lay in enumerate(norm["layers"]):
+                gaps = [f for f in _LAYER_REQUIRED if not isinstance(lay, dict) or lay.get(f) is None]
+                if gaps:
+                    raise ValueError(f"shards row {i} (sample_id={row.get('sample_id')!r}) layer {j} misses required "
+                                     f"fields {gaps}")
         normalised.append(norm)
     try:
         table = pa.Table.from_pylist(normalised, schema=schema)

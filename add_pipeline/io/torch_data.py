@@ -6,11 +6,13 @@ of layers.
     loader = DataLoader(LayeredIterableDataset("out/demo"), batch_size=4, num_workers=2,
                         collate_fn=collate_layers)
 
-:class:`LayeredIterableDataset` streams part files; each (distributed rank, DataLoader worker)
-pair reads its own share (:meth:`LayeredShards.split`), so every sample is seen exactly once per
-epoch across all of them.  :class:`LayeredDataset` is map-style (random access, any sampler);
-it caches the last part file it read per worker.  Both yield :func:`to_tensors` dicts unless a
-``transform`` (``LayeredSample -> anything``) is given.
+`LayeredIterableDataset` streams part files; each (distributed rank, DataLoader worker) pair
+reads its own contiguous share (:meth:`LayeredShards.split`; shares differ by at most one sample),
+so every sample is seen exactly once per epoch across all of them.  `LayeredDataset` is map-style
+(random access, any sampler); it caches the last part file it read per worker, so a shuffled
+sampler reads a whole part (up to ``--shard-size`` samples) per sample: prefer the iterable
+dataset for training at scale.  Both yield :func:`to_tensors` dicts unless a ``transform``
+(``LayeredSample -> anything``) is given.
 """
 
 from __future__ import annotations
@@ -45,14 +47,11 @@ def to_tensors(sample: LayeredSample) -> dict[str, Any]:
     }
 
 
-def _share() -> tuple[int, int]:
-    """``(index, count)`` of this reader among all (rank, worker) pairs."""
-    rank, world = 0, 1
+def _distributed() -> tuple[int, int]:
+    """``(rank, world size)`` of this process in ``torch.distributed``, ``(0, 1)`` outside it."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    info = get_worker_info()
-    wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
-    return rank * nworkers + wid, world * nworkers
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 class LayeredIterableDataset(IterableDataset):
@@ -61,7 +60,9 @@ class LayeredIterableDataset(IterableDataset):
     Args:
         out: an output folder; ``ids`` / ``where`` / ``limit`` select as in :class:`LayeredShards`.
         transform: applied to each :class:`LayeredSample` (default :func:`to_tensors`).
-        rank, world_size: the distributed share, when not taken from ``torch.distributed``.
+        rank, world_size: the distributed share; by default taken from ``torch.distributed`` here,
+            in the process that builds the dataset (DataLoader workers started by spawn or
+            forkserver never join the process group, so they must not ask it themselves).
     """
 
     def __init__(self, out: str | Path, ids: Iterable[str] | None = None, where: str | None = None,
@@ -69,17 +70,17 @@ class LayeredIterableDataset(IterableDataset):
                  rank: int | None = None, world_size: int | None = None) -> None:
         self.shards = LayeredShards(out, ids=ids, where=where, limit=limit)
         self.transform = transform or to_tensors
-        self.rank, self.world_size = rank, world_size
+        detected = _distributed()
+        self.rank = int(detected[0] if rank is None else rank)
+        self.world_size = int(detected[1] if world_size is None else world_size)
 
     def __len__(self) -> int:
         return len(self.shards)
 
     def __iter__(self) -> Iterator[Any]:
-        index, count = _share()
-        if self.world_size is not None:
-            info = get_worker_info()
-            wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
-            index, count = int(self.rank or 0) * nworkers + wid, int(self.world_size) * nworkers
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
+        index, count = self.rank * nworkers + wid, self.world_size * nworkers
         for row in self.shards.rows(self.shards.split(index, count)):
             yield self.transform(decode_row(row))
 

@@ -122,7 +122,8 @@ class LayeredShardDataset(torch.utils.data.Dataset):
         a sample never changes when shards are added.  Keeps at least one training sample."""
         held = [i for i, r in enumerate(self.rows)
                 if (zlib.crc32(r["sample_id"].encode()) % 10_000) < eval_fraction * 10_000]
-        train = [i for i in range(len(self.rows)) if i not in set(held)]
+        held_set = set(held)
+        train = [i for i in range(len(self.rows)) if i not in held_set]
         if not train:
             train, held = held[:1], held[1:]
         return train, held

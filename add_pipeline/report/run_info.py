@@ -10,6 +10,7 @@ the last invocation that ``stats.json`` records.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,10 @@ def collect_run(out: Path, con: Any) -> RunInfo:
     Raises:
         OSError, ValueError: the committed parts cannot be read (as ``liwi stats``).
     """
+    import pyarrow.compute as pc
+
     from add_pipeline.exec.stats import compute_stats
-    from add_pipeline.io.shards import ShardStore
+    from add_pipeline.io.shards import ShardStore, read_part_without_pixels
 
     stats = compute_stats(out)
     run, problem = _read_json(out / "run.json")
@@ -89,8 +92,10 @@ def collect_run(out: Path, con: Any) -> RunInfo:
         v = finite(t)
         if v is not None:
             times.setdefault(str(tool), []).append(v)
-    layers = {int(n): int(c) for n, c in con.execute(
-        "select len(layers) as n, count(*) from shards group by n order by n").fetchall()}
+    counts: Counter[int] = Counter()
+    for path in ShardStore(out).committed_files("shards"):  # the layers' fields, never their pixels
+        counts.update(pc.list_value_length(read_part_without_pixels(path, ["layers"]).column("layers")).to_pylist())
+    layers = dict(sorted(counts.items()))
     span = con.execute("select epoch(max(started_at + to_microseconds(cast(duration_s * 1e6 as bigint)))) "
                        "- epoch(min(started_at)) from traces").fetchall()[0]
     return RunInfo(stats=stats, run=run, run_problem=problem, last_run=last, tool_times=times,
