@@ -37,7 +37,7 @@ from add_pipeline.core.peel import AssembledLayer
 from add_pipeline.io import LayeredSample, LayeredShards
 from add_pipeline.io.images import encode_png, encode_webp
 from add_pipeline.io.layered import decode_row, stored_crop
-from add_pipeline.io.shards import _to_table
+from add_pipeline.io.shards import SHARD_SCHEMA_V1, _to_table
 from add_pipeline.tools.encoder import LayeredRowEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,17 +63,6 @@ def v2_row(s: LayeredSample, codec: str) -> dict[str, Any]:
     row = LayeredRowEncoder(codec=codec)(s.sample_id, s.source, s.image, layers, scores, s.meta,  # type: ignore[arg-type]
                                          source_kind=s.source_kind)
     return {**row, "trace_id": s.trace_id, "workflow": s.workflow}
-
-
-_V1_LAYER = pa.struct([("name", pa.string()), ("kind", pa.string()), ("z", pa.int32()),
-                       ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-                       ("bbox", pa.list_(pa.int32())), ("parent", pa.string()),
-                       ("scores", pa.map_(pa.string(), pa.float64()))])
-_V1_SCHEMA = pa.schema([("sample_id", pa.string()), ("source", pa.string()), ("source_kind", pa.string()),
-                        ("width", pa.int32()), ("height", pa.int32()),
-                        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-                        ("layers", pa.list_(_V1_LAYER)), ("status", pa.string()), ("trace_id", pa.string()),
-                        ("workflow", pa.string()), ("meta", pa.string())])
 
 
 def _timed(fn: Any, items: list[Any]) -> tuple[list[Any], float]:
@@ -108,7 +97,7 @@ def measure(folder: Path) -> dict[str, Any]:
         rows, enc_s = _timed(encode, samples)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "part.parquet"
-            table = pa.Table.from_pylist(rows, schema=_V1_SCHEMA) if is_v1 else _to_table("shards", rows)
+            table = pa.Table.from_pylist(rows, schema=SHARD_SCHEMA_V1) if is_v1 else _to_table("shards", rows)
             pq.write_table(table, path, compression="zstd")
             size = path.stat().st_size
             read = pq.read_table(path).to_pylist()

@@ -14,7 +14,7 @@ import pytest
 from add_pipeline.io import LayeredShards, ReaderError
 from add_pipeline.io.images import decode_png, encode_png
 from add_pipeline.io.layered import decode_row, pack_layer, place
-from add_pipeline.io.shards import ShardStore
+from add_pipeline.io.shards import SHARD_SCHEMA_V1, ShardStore
 from tests.layered_fixtures import known_layers, write_known_out
 
 
@@ -83,15 +83,6 @@ def test_schema_v1_rows_still_decode(tmp_path: Path) -> None:
     """A part written by the v1 encoder (full-canvas PNG layers, scores as a map, no version metadata)."""
     photo, layers = known_layers(2)
     h, w = photo.shape[:2]
-    layer_type = pa.struct([("name", pa.string()), ("kind", pa.string()), ("z", pa.int32()),
-                            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-                            ("bbox", pa.list_(pa.int32())), ("parent", pa.string()),
-                            ("scores", pa.map_(pa.string(), pa.float64()))])
-    schema = pa.schema([("sample_id", pa.string()), ("source", pa.string()), ("source_kind", pa.string()),
-                        ("width", pa.int32()), ("height", pa.int32()),
-                        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-                        ("layers", pa.list_(layer_type)), ("status", pa.string()), ("trace_id", pa.string()),
-                        ("workflow", pa.string()), ("meta", pa.string())])
     v1_layers = []
     for z, lay in enumerate(layers):
         ys, xs = np.nonzero(lay.rgba[..., 3])
@@ -104,7 +95,7 @@ def test_schema_v1_rows_still_decode(tmp_path: Path) -> None:
            "trace_id": "t", "workflow": "cpu-default", "meta": json.dumps({"v": 1})}
     for sub in ("shards", "_commits"):
         (tmp_path / sub).mkdir()
-    pq.write_table(pa.Table.from_pylist([row], schema=schema), tmp_path / "shards" / "part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist([row], schema=SHARD_SCHEMA_V1), tmp_path / "shards" / "part-00000.parquet")
     (tmp_path / "_commits" / "part-00000.json").write_text(json.dumps(
         {"part": 0, "files": {"shards": "shards/part-00000.parquet"}, "rows": {"shards": 1}}))
     assert ShardStore(tmp_path).schema_versions() == {1: ["shards/part-00000.parquet"]}

@@ -30,7 +30,7 @@ import numpy as np
 from add_pipeline.core.types import LayerKind
 from add_pipeline.eval.kinds import EvalLayer
 from add_pipeline.io.images import decode_png
-from add_pipeline.io.layered import decode_row
+from add_pipeline.io.layered import as_rgba, decode_row
 from add_pipeline.io.names import unsafe_name
 from add_pipeline.io.reader import LayeredShards, ReaderError
 from add_pipeline.io.shards import COMMITS_DIR
@@ -53,13 +53,6 @@ class LazyStacks(Mapping[str, list[EvalLayer]]):
 
     def __len__(self) -> int:
         return len(self._loaders)
-
-
-def _to_rgba(arr: np.ndarray) -> np.ndarray:
-    """``HxWx4 uint8`` from the ``HxWx3``/``HxWx4 uint8`` that :func:`decode_png` returns."""
-    if arr.shape[2] == 4:
-        return arr
-    return np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=-1)
 
 
 # ---------------------------------------------------------------- shard folders
@@ -153,7 +146,7 @@ def _folder_loader(files: list[Path]) -> Loader:
         for path, kind in zip(files, kinds, strict=True):
             parent = owners.get(_owner_key(path.stem)) if kind == "shadow" else None
             try:
-                rgba = _to_rgba(decode_png(path.read_bytes()))
+                rgba = as_rgba(decode_png(path.read_bytes()))
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from e
             stack.append(EvalLayer(rgba=rgba, kind=kind, name=path.stem, parent=parent))

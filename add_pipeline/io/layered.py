@@ -179,7 +179,8 @@ def _bytes_of(struct: Mapping[str, Any] | None, where: str) -> bytes:
     return bytes(data)
 
 
-def _rgba(arr: np.ndarray) -> np.ndarray:
+def as_rgba(arr: np.ndarray) -> np.ndarray:
+    """``HxWx4 uint8`` from the ``HxWx3`` / ``HxWx4 uint8`` that ``decode_png`` returns (opaque if RGB)."""
     if arr.shape[2] == 4:
         return arr
     return np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=-1)
@@ -203,7 +204,7 @@ def place(stored: np.ndarray, bbox: Sequence[int], width: int, height: int, phot
         canvas = np.zeros((height, width, 4), np.uint8)
     if x1 <= x0 or y1 <= y0:
         return canvas
-    arr = _rgba(stored)
+    arr = as_rgba(stored)
     if arr.shape[:2] == (height, width) and (y1 - y0, x1 - x0) != (height, width):
         x0, y0, x1, y1 = 0, 0, width, height  # schema v1: a full-canvas image
     if arr.shape[:2] != (y1 - y0, x1 - x0) or x0 < 0 or y0 < 0 or x1 > width or y1 > height:

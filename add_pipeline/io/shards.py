@@ -115,6 +115,19 @@ REJECT_SCHEMA = pa.schema(
 )
 """One row per rejected input: the failed ``stage`` and a ``reason`` with a fixed prefix."""
 
+SHARD_SCHEMA_V1 = pa.schema(
+    [
+        *(SHARD_SCHEMA.field(c) for c in ("sample_id", "source", "source_kind", "width", "height", "image")),
+        pa.field("layers", pa.list_(pa.struct([
+            *(LAYER_TYPE.field(c) for c in ("name", "kind", "z", "image", "bbox", "parent")),
+            pa.field("scores", pa.map_(pa.string(), pa.float64()), nullable=True),
+        ])), nullable=False),
+        *(SHARD_SCHEMA.field(c) for c in ("status", "trace_id", "workflow", "meta")),
+    ]
+)
+"""The shard layout before schema v2 (what :func:`read_part` upgrades): every layer a full-canvas
+PNG, scores as a map, no ``fill``, no version metadata."""
+
 SCHEMAS: dict[Kind, pa.Schema] = {"shards": SHARD_SCHEMA, "traces": TRACE_SCHEMA, "rejects": REJECT_SCHEMA}
 
 _PART_RE = re.compile(r"^part-(\d{5,})\.(parquet|json)$")
