@@ -1,17 +1,20 @@
 """Physics-based cast-shadow matte of one object.
 
-Model: a shadow is the background seen through a black layer of alpha ``a``, so a shadowed pixel
-is ``I = (1 - a) * B`` for the shadow-free background ``B``: every channel darkens by the same ratio
-and ``a = 1 - I / B``. We estimate ``B`` near the object by normalized convolution of the
-luminance over the non-object pixels, iterating to drop pixels already found dark (so the
-reference is the *lit* surface), separately per chromaticity cluster (wall vs floor). Candidates
-are pixels whose locally averaged darkening exceeds ``dark``, whose channel ratios agree
-(chromaticity kept) and whose darkening is smooth (not texture); the shadow is the union of
-candidate components touching the object's ground-contact region (the bottom of its mask,
-dilated), inside a neighbourhood scaled by the object's size. The matte is ``1 - I / B`` on that
-region, grown by a few px for soft edges, smoothed, and zero on the object and on the other
-objects. A region much larger than the object is rejected as dark surroundings: on doubt the
-matte is empty (score 0, ``stats['found'] == 0``).
+Model: a shadow is the background seen through a dark layer of alpha ``a``, so a shadowed pixel
+is ``I ~ (1 - a) * B`` for the shadow-free background ``B`` and ``a = 1 - I / B``. We estimate ``B``
+near the object by normalized convolution over the non-object pixels, iterating to drop pixels
+already found dark (so the reference is the *lit* surface), separately per chromaticity cluster
+(wall vs floor). Candidates are pixels whose locally averaged darkening exceeds ``dark``, whose
+channel ratios roughly agree (outdoors a shadow is lit by the blue sky only, so its ratios spread:
+0.05-0.44 on DESOBA), and whose roughness is small relative to their darkening (a shadow multiplies
+the surface's texture by a smooth factor). The shadow is the union of candidate components touching
+the object's ground contact (the bottom of its mask, dilated), inside a neighbourhood scaled by the
+object's size. No contact, no shadow: an object cut by the bottom of the frame gets none. A region
+larger than the object is either the shadow joined to a darker surface, which a higher threshold
+splits off in one step, or dark surroundings (foliage, a dark floor), which only shrink gradually
+and are rejected. The matte is ``1 - I / B`` on the region, grown by a few px for soft edges,
+smoothed, and zero on the object and on the other objects. On doubt the matte is empty (score 0,
+``stats['found'] == 0``). Defaults and their sensitivity: ``bench/shadow_tuning.py``.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ class PhysicsShadowExtractor(ShadowExtractor):
         dark: minimum darkening ``1 - I/B`` for a candidate pixel (times ``strictness``).
         chroma_tol: maximum spread of the per-channel ratios ``I_c / B_c`` relative to their mean.
         max_texture: a candidate's local mean deviation of darkness from its smoothed value must stay
-            under this fraction of ``max(dark, 0.1)`` (shadows are smooth, texture is not).
+            under this fraction of its darkness (at least ``dark``): relative roughness.
         max_area: a shadow larger than this multiple of the object's area (divided by
-            ``strictness``) is rejected as dark surroundings.
+            ``strictness``) is not accepted at that threshold (see ``tighten``).
         reach: search neighbourhood around the object's box, as a fraction of its long side
             (divided by ``strictness``).
         contact: height of the ground-contact region, as a fraction of the object's height.
@@ -42,6 +45,12 @@ class PhysicsShadowExtractor(ShadowExtractor):
             that two surfaces of different colour (wall / floor) do not bleed into each other's
             reference; shadows keep chromaticity, so a shadow falls in its surface's cluster.
         work_size: the neighbourhood is analysed at most at this long side, px (speed).
+        tighten: the darkening thresholds tried in turn, as multiples of ``dark``, while the region is
+            larger than ``max_area``.
+        split: a tighter threshold is accepted only if the region drops below this fraction of its
+            area at the previous threshold in that step (a shadow splitting off a darker surface).
+        frame_bottom: an object whose mask comes within this fraction of the height of the bottom
+            of the frame has its ground contact outside the photo: no shadow (negative: never).
     """
 
     name = "physics"
@@ -49,15 +58,18 @@ class PhysicsShadowExtractor(ShadowExtractor):
     def __init__(
         self,
         dark: float = 0.12,
-        chroma_tol: float = 0.12,
-        max_texture: float = 0.5,
-        max_area: float = 1.5,
+        chroma_tol: float = 0.4,
+        max_texture: float = 0.75,
+        max_area: float = 1.0,
         reach: float = 0.9,
         contact: float = 0.15,
         min_area: float = 0.02,
         ref_sigma: float = 0.2,
         n_chroma: int = 3,
         work_size: int = 256,
+        tighten: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0),
+        frame_bottom: float = 0.01,
+        split: float = 0.5,
     ) -> None:
         self.dark = float(dark)
         self.chroma_tol = float(chroma_tol)
@@ -69,6 +81,9 @@ class PhysicsShadowExtractor(ShadowExtractor):
         self.ref_sigma = float(ref_sigma)
         self.n_chroma = int(n_chroma)
         self.work_size = int(work_size)
+        self.tighten = tuple(float(f) for f in tighten)
+        self.frame_bottom = float(frame_bottom)
+        self.split = float(split)
 
     def infer(self, image: np.ndarray, object_mask: np.ndarray, others: np.ndarray, strictness: float) -> ShadowMatte:
         h, w = image.shape[:2]
@@ -79,6 +94,10 @@ class PhysicsShadowExtractor(ShadowExtractor):
         strict = max(float(strictness), 1.0)
         ys, xs = np.nonzero(object_mask)
         ox0, oy0, ox1, oy1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        if oy1 > (1.0 - self.frame_bottom) * h:
+            # Cut by the bottom of the frame: its ground contact, where a cast shadow starts, is not
+            # in the photo (portraits, close-ups); dark things below it are not its shadow.
+            return empty
         size = float(max(ox1 - ox0, oy1 - oy0))
         r = int(round(self.reach / strict * size))
         x0, y0, x1, y1 = max(ox0 - r, 0), max(oy0 - r, 0), min(ox1 + r, w), min(oy1 + r, h)
@@ -115,10 +134,7 @@ class PhysicsShadowExtractor(ShadowExtractor):
         smooth_dark = _masked_blur(darkness, ~excluded, 1.5)
         smooth_spread = _masked_blur(spread, ~excluded, 1.5)
         texture = np.abs(darkness - smooth_dark)
-        cand = (smooth_dark > dark_t) & (smooth_spread < self.chroma_tol / strict) & ~excluded
-        cand &= _masked_blur(texture, ~excluded, 1.5) < self.max_texture * max(dark_t, 0.1)
-        _, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
-        cand = (st[:, cv2.CC_STAT_AREA] >= 4)[lab] & cand
+        rough = _masked_blur(texture, ~excluded, 1.5)
 
         # Ground contact: the bottom rows of the object's mask, dilated.
         oys = np.nonzero(obj.any(axis=1))[0]
@@ -130,14 +146,30 @@ class PhysicsShadowExtractor(ShadowExtractor):
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2)
         contact = cv2.dilate(bottom.astype(np.uint8), disk) > 0
 
-        _, lab = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
-        hit = np.unique(lab[contact & cand])
-        hit = hit[hit > 0]
-        region = np.isin(lab, hit)
-        if region.sum() < self.min_area * strict * obj.sum():
-            return empty
-        if region.sum() > self.max_area / strict * obj.sum():
-            # Far larger than the caster: dark surroundings (a dark floor, foliage), not its shadow.
+        # The candidates touching the contact, at the base darkening threshold. Where they spread far
+        # beyond the caster, its shadow may have joined a darker surface (grass, dirt) through a thin
+        # link: a cast shadow is darker than the surface around it, so a higher threshold splits it
+        # off, and the region drops to under ``split`` of its size in one step. Dark texture
+        # (foliage, grain) only shrinks gradually: rejected.
+        region, last = None, None
+        for t in (dark_t * f for f in self.tighten):
+            cand = (smooth_dark > t) & (smooth_spread < self.chroma_tol / strict) & ~excluded
+            # Texture relative to the darkening: a shadow multiplies the surface's own texture
+            # (grass, sand, wood) by a smooth factor, so its roughness grows with its darkness.
+            cand &= rough < self.max_texture * np.maximum(smooth_dark, t)
+            _, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+            cand = (st[:, cv2.CC_STAT_AREA] >= 4)[lab] & cand
+            hit = np.unique(lab[contact & cand])
+            got = np.isin(lab, hit[hit > 0])
+            if got.sum() < self.min_area * strict * obj.sum():
+                return empty  # a higher threshold only shrinks it
+            area = float(got.sum())
+            if area <= self.max_area / strict * obj.sum() and (last is None or area < self.split * last):
+                region = got
+                break
+            last = area
+        if region is None:
+            # Far larger than the caster at every threshold: dark surroundings, not its shadow.
             return empty
 
         # Soft edges: grow the region a little, fill the exclusion band next to the caster, smooth.
