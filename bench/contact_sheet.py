@@ -1,6 +1,6 @@
 """Contact sheet: real photos with their layers on a checkerboard, one workflow's row beside another's.
 
-Runs ``liwi run`` (resumable) with each workflow on the 13 photos of ``../shared/data/photos`` and the
+Runs ``liwi run`` (afresh) with each workflow on the 13 photos of ``../shared/data/photos`` and the
 7 bundled sample photos, then draws, per photo, the input and then every layer back to front
 (background, each object's shadow, each object) over a grey checkerboard, for each workflow in turn,
 labelled. Writes ``bench/results/contact_sheet.png`` (one PNG, meant to be looked at).
@@ -84,7 +84,8 @@ def main() -> None:
     stacks = {}
     for wf in args.workflows:
         out = args.work / wf
-        run(RunOptions(input=str(inputs), out=out, workflow=wf, workers=args.workers, progress=False))
+        # always a fresh run: layers resumed from an earlier version of the tools would be stale
+        run(RunOptions(input=str(inputs), out=out, workflow=wf, workers=args.workers, progress=False, overwrite=True))
         stacks[wf] = read_shard_stacks(out)
     ids = sorted(set().union(*[set(s) for s in stacks.values()]))
     rows = []

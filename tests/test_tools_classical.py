@@ -132,14 +132,20 @@ def test_closed_form_matting_recovers_soft_alpha(seed: int) -> None:
     assert np.abs(matte.foreground[inner] - colour[inner]).mean() <= 0.02
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", range(8))
 def test_physics_shadow_matches_ground_truth(seed: int) -> None:
-    # measured: IoU >= 0.76, MAE on the shadow <= 0.092; all-zero gives IoU 0, MAE >= 0.25
+    # measured: IoU >= 0.77, MAE on the shadow <= 0.092 where the shadow is an umbra (seeds 0-2, 4-7,
+    # mean strength 0.33-0.44); all-zero gives IoU 0, MAE >= 0.25. Seed 3's shadow is faint (mean
+    # 0.23, under the umbra limit 0.25): left in the background by design, as texture would be.
     scene = make_scene(seed)
     obj = scene.objects[0]
     mask = obj.alpha > 0.5
-    out = build_tool("shadow", "physics")(scene.image, mask, np.zeros_like(mask))
+    tool = build_tool("shadow", "physics")
+    out = tool(scene.image, mask, np.zeros_like(mask))
     gt = (obj.shadow > 0.1) & ~mask
+    if obj.shadow[gt].mean() < tool.umbra:
+        assert not (out.matte > 0.1).any() and out.stats["found"] == 0.0
+        return
     assert iou(out.matte > 0.1, gt) >= 0.5
     assert np.abs(out.matte - obj.shadow)[gt].mean() <= 0.13
     assert out.stats["area"] > 0 and 0.0 <= out.score <= 1.0
@@ -158,6 +164,55 @@ def test_physics_shadow_respects_other_objects() -> None:
     masks = [scene.visible_alpha(i) > 0.5 for i in range(2)]
     out = build_tool("shadow", "physics")(scene.image, masks[1], masks[0])
     assert not (out.matte[masks[0] | masks[1]] > 0).any()
+
+
+def _ground_scene(shadow_darkness: float, link_to: float | None = None, y_obj: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A textured grey floor (256x256), a red box standing on it at row ``y_obj``, and a shadow
+    ellipse of ``shadow_darkness`` to its right at its foot; with ``link_to``, a larger floor patch of
+    that darkness touching the shadow from below. Returns ``(image, object mask, true shadow)``."""
+    rng = np.random.default_rng(0)
+    floor = np.clip(170 + rng.normal(0, 4, (256, 256)), 0, 255)[..., None].repeat(3, 2).astype(np.float32)
+    obj = np.zeros((256, 256), bool)
+    obj[y_obj - 70:y_obj, 100:140] = True
+    shadow = np.zeros((256, 256), np.uint8)
+    cv2.ellipse(shadow, (165, y_obj - 6), (32, 9), 0, 0, 360, 1, -1)
+    shadow = shadow.astype(bool) & ~obj
+    img = floor.copy()
+    img[shadow] *= 1.0 - shadow_darkness
+    if link_to is not None:
+        patch = np.zeros((256, 256), bool)
+        patch[y_obj + 2:y_obj + 60, 40:200] = True
+        patch &= ~shadow & ~obj
+        img[patch] *= 1.0 - link_to
+    img[obj] = (200, 30, 30)
+    return np.clip(img, 0, 255).astype(np.uint8), obj, shadow
+
+
+def test_physics_shadow_finds_a_strong_shadow_and_not_a_faint_patch() -> None:
+    # umbra: a cast shadow (direct light blocked) is far darker than a patch of texture
+    tool = build_tool("shadow", "physics")
+    img, obj, truth = _ground_scene(0.6)
+    assert iou(tool(img, obj, np.zeros_like(obj)).matte > 0.1, truth) >= 0.6
+    img, obj, _ = _ground_scene(0.18)
+    assert not (tool(img, obj, np.zeros_like(obj)).matte > 0.1).any()
+
+
+def test_physics_shadow_splits_off_a_darker_surface_it_joins() -> None:
+    # the shadow (0.6) touches a larger, less dark patch (0.3): a higher threshold splits it off;
+    # without tightening the joined region is too large and nothing is returned
+    img, obj, truth = _ground_scene(0.6, link_to=0.3)
+    got = build_tool("shadow", "physics")(img, obj, np.zeros_like(obj)).matte > 0.1
+    assert iou(got, truth) >= 0.6
+    fixed = build_tool("shadow", "physics", tighten=(1.0,))(img, obj, np.zeros_like(obj)).matte > 0.1
+    assert not fixed.any()
+
+
+def test_physics_shadow_none_for_an_object_cut_by_the_bottom_of_the_frame() -> None:
+    # its ground contact is outside the photo: the dark region beside it is not its shadow
+    img, obj, truth = _ground_scene(0.6, y_obj=256)
+    assert not (build_tool("shadow", "physics")(img, obj, np.zeros_like(obj)).matte > 0.1).any()
+    found = build_tool("shadow", "physics", frame_bottom=-1.0)(img, obj, np.zeros_like(obj)).matte > 0.1
+    assert iou(found, truth) >= 0.5
 
 
 @pytest.mark.parametrize("name", ["telea", "ns", "biharmonic"])

@@ -51,6 +51,8 @@ class PhysicsShadowExtractor(ShadowExtractor):
             area at the previous threshold in that step (a shadow splitting off a darker surface).
         frame_bottom: an object whose mask comes within this fraction of the height of the bottom
             of the frame has its ground contact outside the photo: no shadow (negative: never).
+        umbra: the region's mean darkening must reach this: where an object blocks the direct light
+            its shadow is far darker than a surface's texture varies (DESOBA's shadows: 0.3-0.7).
     """
 
     name = "physics"
@@ -70,6 +72,7 @@ class PhysicsShadowExtractor(ShadowExtractor):
         tighten: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0),
         frame_bottom: float = 0.01,
         split: float = 0.5,
+        umbra: float = 0.25,
     ) -> None:
         self.dark = float(dark)
         self.chroma_tol = float(chroma_tol)
@@ -83,6 +86,7 @@ class PhysicsShadowExtractor(ShadowExtractor):
         self.work_size = int(work_size)
         self.tighten = tuple(float(f) for f in tighten)
         self.frame_bottom = float(frame_bottom)
+        self.umbra = float(umbra)
         self.split = float(split)
 
     def infer(self, image: np.ndarray, object_mask: np.ndarray, others: np.ndarray, strictness: float) -> ShadowMatte:
@@ -146,30 +150,9 @@ class PhysicsShadowExtractor(ShadowExtractor):
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2)
         contact = cv2.dilate(bottom.astype(np.uint8), disk) > 0
 
-        # The candidates touching the contact, at the base darkening threshold. Where they spread far
-        # beyond the caster, its shadow may have joined a darker surface (grass, dirt) through a thin
-        # link: a cast shadow is darker than the surface around it, so a higher threshold splits it
-        # off, and the region drops to under ``split`` of its size in one step. Dark texture
-        # (foliage, grain) only shrinks gradually: rejected.
-        region, last = None, None
-        for t in (dark_t * f for f in self.tighten):
-            cand = (smooth_dark > t) & (smooth_spread < self.chroma_tol / strict) & ~excluded
-            # Texture relative to the darkening: a shadow multiplies the surface's own texture
-            # (grass, sand, wood) by a smooth factor, so its roughness grows with its darkness.
-            cand &= rough < self.max_texture * np.maximum(smooth_dark, t)
-            _, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
-            cand = (st[:, cv2.CC_STAT_AREA] >= 4)[lab] & cand
-            hit = np.unique(lab[contact & cand])
-            got = np.isin(lab, hit[hit > 0])
-            if got.sum() < self.min_area * strict * obj.sum():
-                return empty  # a higher threshold only shrinks it
-            area = float(got.sum())
-            if area <= self.max_area / strict * obj.sum() and (last is None or area < self.split * last):
-                region = got
-                break
-            last = area
+        region = self._region(smooth_dark, smooth_spread, rough, excluded, contact, obj, dark_t, strict)
         if region is None:
-            # Far larger than the caster at every threshold: dark surroundings, not its shadow.
+            # Too small, or far larger than the caster at every threshold: dark surroundings, not its shadow.
             return empty
 
         # Soft edges: grow the region a little, fill the exclusion band next to the caster, smooth.
@@ -194,6 +177,36 @@ class PhysicsShadowExtractor(ShadowExtractor):
         score = float(np.clip(consistent * min(strength / (2.0 * dark_t), 1.0), 0.0, 1.0))
         return ShadowMatte(matte=matte, score=score,
                            stats={"area": float(on.sum()), "mean_strength": strength, "found": 1.0})
+
+
+    def _region(self, smooth_dark: np.ndarray, smooth_spread: np.ndarray, rough: np.ndarray, excluded: np.ndarray,
+                contact: np.ndarray, obj: np.ndarray, dark_t: float, strict: float) -> np.ndarray | None:
+        """The shadow region (``h x w bool`` at the work scale), or None.
+
+        The candidates touching the contact, at the base darkening threshold. Where they spread far
+        beyond the caster, its shadow may have joined a darker surface (grass, dirt) through a thin
+        link: a cast shadow is darker than the surface around it, so a higher threshold splits it
+        off, and the region drops to under ``split`` of its size in one step. Dark texture
+        (foliage, grain) only shrinks gradually: None.
+        """
+        last = None
+        for t in (dark_t * f for f in self.tighten):
+            cand = (smooth_dark > t) & (smooth_spread < self.chroma_tol / strict) & ~excluded
+            # Texture relative to the darkening: a shadow multiplies the surface's own texture
+            # (grass, sand, wood) by a smooth factor, so its roughness grows with its darkness.
+            cand &= rough < self.max_texture * np.maximum(smooth_dark, t)
+            _, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+            cand = (st[:, cv2.CC_STAT_AREA] >= 4)[lab] & cand
+            hit = np.unique(lab[contact & cand])
+            got = np.isin(lab, hit[hit > 0])
+            area = float(got.sum())
+            if area < self.min_area * strict * obj.sum():
+                return None  # a higher threshold only shrinks it
+            if area <= self.max_area / strict * obj.sum() and (last is None or area < self.split * last):
+                # An umbra: the direct light blocked, far darker on average than texture varies.
+                return got if float(smooth_dark[got].mean()) >= self.umbra else None
+            last = area
+        return None
 
 
 def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
