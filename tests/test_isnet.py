@@ -109,6 +109,24 @@ def test_real_weights_match_onnxruntime() -> None:
     assert (ref > 0.5).mean() > 0.2  # the astronaut is found
 
 
+def test_real_weights_onnxruntime_runtime_matches_torch() -> None:
+    """The cards' runtime (our module's any-size export on onnxruntime) against PyTorch at 640 px."""
+    pytest.importorskip("onnxruntime")
+    from add_pipeline import weights
+
+    try:
+        weights.resolve("isnet-medium")
+    except weights.WeightsError:
+        pytest.skip("isnet-medium is not fetched (liwi weights fetch)")
+    from skimage import data
+
+    image = data.astronaut()[:, 64:448]  # 512 x 384: not square, as photos are
+    isnet_tools._MAPS.clear()
+    maps = [isnet_tools.IsNetProposer(device="cpu", runtime=r).soft_map(image) for r in ("torch", "onnxruntime")]
+    assert np.abs(maps[0] - maps[1]).max() < 1e-3
+    assert (maps[1] > 0.5).mean() > 0.2
+
+
 # ---------------------------------------------------------------- instances
 
 
@@ -224,6 +242,39 @@ def test_tools_run_a_tiny_checkpoint_and_share_one_forward(tiny_pt: Path, monkey
     assert calls == [1]  # one forward for the proposer, the segmenter and the second soft_map call
     assert all(p.mask is not None and p.mask.shape == (90, 130) for p in out)
     assert isnet_tools.network_size((90, 130), 128) == (96, 128)
+
+
+def test_onnxruntime_runtime_matches_torch_and_exports_once(tiny_pt: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from add_pipeline.tools.models import isnet_ort
+
+    isnet_tools._MAPS.clear()
+    image = np.random.default_rng(2).integers(0, 255, (90, 130, 3), np.uint8)
+    maps = {}
+    for runtime in ("torch", "onnxruntime"):
+        tool = isnet_tools.IsNetProposer(checkpoint=str(tiny_pt), input_size=128, device="cpu", runtime=runtime)
+        x = np.random.default_rng(3).random((3, 96, 128), np.float32) - 0.5
+        tool.ensure_loaded()
+        maps[runtime] = (tool.forward(x), tool._forward([x, x, x[:, :64]]))  # one, a batch of two sizes
+    (one_t, batch_t), (one_o, batch_o) = maps["torch"], maps["onnxruntime"]
+    assert np.abs(one_t - one_o).max() < 1e-4 and one_t.shape == (96, 128)
+    assert [b.shape for b in batch_o] == [(96, 128), (96, 128), (64, 128)]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(batch_t, batch_o)) < 1e-4
+    # the export sits beside the weights, named by their digest, and is reused, not rebuilt
+    export = isnet_ort.export_path(tiny_pt)
+    assert export.is_file() and export.parent == tiny_pt.parent
+    stamp = export.stat().st_mtime_ns
+    assert isnet_ort.ensure_export(tiny_pt, lambda: pytest.fail("rebuilt")) == export
+    assert export.stat().st_mtime_ns == stamp
+    assert not list(tiny_pt.parent.glob("*.tmp-*"))
+
+
+def test_onnxruntime_runtime_refuses_cuda_and_half_precision(tiny_pt: Path) -> None:
+    for kw in ({"device": "cuda"}, {"precision": "fp16"}):
+        with pytest.raises(ToolError, match="use runtime: torch"):
+            isnet_tools.IsNetProposer(checkpoint=str(tiny_pt), runtime="onnxruntime", **kw)
+    with pytest.raises(ToolError, match="runtime must be one of"):
+        isnet_tools.IsNetProposer(checkpoint=str(tiny_pt), runtime="tensorrt")
 
 
 def test_missing_weights_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,9 @@ npm registry at setup and verified) or a file: an ISNetDIS ``.onnx`` export or a
 ``{"isnet": {"width": w, "fused": bool}, "state_dict": ...}`` (tests use a tiny random one). The
 network runs at ``input_size`` px on the long side (aspect kept, sides rounded to multiples of 32):
 it is fully convolutional, and on the libcom composites 640 px is about as good as the export's
-fixed 1024 square at a fifth of the cost (``bench/results/isnet.md``).
+fixed 1024 square at a fifth of the cost (``bench/results/isnet.md``). It runs in PyTorch (any
+device, fp32/fp16/bf16) or, with ``runtime="onnxruntime"`` (the CPU cards), on onnxruntime from our
+module's own any-size export (:mod:`~add_pipeline.tools.models.isnet_ort`).
 """
 
 from __future__ import annotations
@@ -38,27 +40,39 @@ _NETS: dict[tuple[str, str, str], Any] = {}
 _MAPS: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 _MAP_CACHE_SIZE = 4
+RUNTIMES = ("torch", "onnxruntime")
 
 
-def _shared_net(path: Path, device: str, dtype: Any) -> Any:
-    """One loaded network per (file, device, dtype) in this process, shared by every IS-Net tool."""
+def _torch_net(path: Path) -> Any:
+    """The fp32 CPU :class:`ISNet` in eval mode of weights file ``path`` (``.onnx`` export or ``.pt``)."""
     import torch
 
     from add_pipeline.tools.models.isnet_net import ISNet, load_onnx_weights
 
-    key = (str(path), device, str(dtype))
+    if path.suffix == ".onnx":
+        return load_onnx_weights(ISNet(fused=True), path).eval()
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or "state_dict" not in blob or "isnet" not in blob:
+        raise ToolError(f"{path}: not an IS-Net checkpoint (expected keys 'isnet' and 'state_dict')")
+    net = ISNet(**blob["isnet"])
+    net.load_state_dict(blob["state_dict"])
+    return net.eval()
+
+
+def _shared_net(path: Path, device: str, dtype: Any, runtime: str = "torch") -> Any:
+    """One loaded network per (file, runtime, device, dtype) in this process, shared by every IS-Net tool:
+    a PyTorch module, or with ``runtime="onnxruntime"`` an :class:`~.isnet_ort.OrtIsNet` on the
+    cached export of the same weights."""
+    key = (str(path), runtime, device, str(dtype))
     with _SHARED_LOCK:
         if key in _NETS:
             return _NETS[key]
-        if path.suffix == ".onnx":
-            net = load_onnx_weights(ISNet(fused=True), path)
+        if runtime == "onnxruntime":
+            from add_pipeline.tools.models.isnet_ort import OrtIsNet, ensure_export
+
+            net = OrtIsNet(ensure_export(path, lambda: _torch_net(path)))
         else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(blob, dict) or "state_dict" not in blob or "isnet" not in blob:
-                raise ToolError(f"{path}: not an IS-Net checkpoint (expected keys 'isnet' and 'state_dict')")
-            net = ISNet(**blob["isnet"])
-            net.load_state_dict(blob["state_dict"])
-        net = net.to(device=device, dtype=dtype).eval()
+            net = _torch_net(path).to(device=device, dtype=dtype).eval()
         _NETS[key] = net
         return net
 
@@ -77,11 +91,21 @@ class IsNetRuntime(ModelRuntime, BatchedTool):
     checkpoint_is_file = True
 
     def _init_isnet(self, checkpoint: str | None, input_size: int, device: str, precision: str,
-                    batch_size: int) -> None:
+                    batch_size: int, runtime: str = "torch") -> None:
+        if runtime not in RUNTIMES:
+            raise ToolError(f"{self.name}: runtime must be one of {RUNTIMES}, got {runtime!r}")  # type: ignore[attr-defined]
+        if runtime == "onnxruntime":
+            if device not in ("auto", "cpu") or precision != "fp32":
+                raise ToolError(f"{self.name}: runtime onnxruntime runs fp32 on the CPU (got device {device!r}, "  # type: ignore[attr-defined]
+                                f"precision {precision!r}); use runtime: torch for CUDA or fp16/bf16")
+            device = "cpu"
         self._init_runtime(checkpoint, device, precision, batch_size, local_files_only=True)
         if not 64 <= int(input_size) <= 2048:
             raise ToolError(f"{self.name}: input_size must be in [64, 2048] px, got {input_size}")  # type: ignore[attr-defined]
         self.input_size = int(input_size)
+        self.runtime = runtime
+        if runtime == "onnxruntime":  # checked with the others before loading (a clear error, not an ImportError)
+            self.requires = (*type(self).requires, "onnxruntime")  # type: ignore[misc]
 
     def weights_path(self) -> Path:
         """The weights file: a registered weights name (fetched and verified) or an existing path."""
@@ -100,7 +124,7 @@ class IsNetRuntime(ModelRuntime, BatchedTool):
         return path
 
     def _load(self) -> None:
-        self._net = _shared_net(self.weights_path(), self._device, self._dtype)
+        self._net = _shared_net(self.weights_path(), self._device, self._dtype, self.runtime)
 
     def check(self) -> list[str]:
         problems = missing_packages(self.requires)
@@ -150,12 +174,19 @@ class IsNetRuntime(ModelRuntime, BatchedTool):
         Inputs of one size run as one batch; sizes are never mixed by padding, which would change
         the map near the padded border (photos of one aspect ratio, the usual case, batch fully).
         """
-        import torch
-
         out: list[np.ndarray | None] = [None] * len(items)
         groups: dict[tuple[int, ...], list[int]] = {}
         for k, x in enumerate(items):
             groups.setdefault(x.shape, []).append(k)
+        if self.runtime == "onnxruntime":
+            for idx in groups.values():
+                logits = self._net(np.stack([items[k] for k in idx]))
+                prob = (1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float64)))).astype(np.float32)
+                for j, k in enumerate(idx):
+                    out[k] = prob[j]
+            return out  # type: ignore[return-value]
+        import torch
+
         with torch.inference_mode():
             for idx in groups.values():
                 t = torch.from_numpy(np.stack([items[k] for k in idx])).to(self._device, self._dtype)
@@ -177,6 +208,8 @@ class IsNetProposer(IsNetRuntime, Proposer):
             (:func:`~add_pipeline.tools.classical.instances.split_instances`).
         neck_ratio, min_part_frac: the split's parameters (see there).
         device, precision, batch_size: as every model tool.
+        runtime: ``torch`` (any device and precision) or ``onnxruntime`` (fp32 on the CPU, about a fifth
+            faster there: :mod:`~add_pipeline.tools.models.isnet_ort`).
     """
 
     name = "isnet"
@@ -184,8 +217,8 @@ class IsNetProposer(IsNetRuntime, Proposer):
     def __init__(self, checkpoint: str | None = "isnet-medium", input_size: int = 640, threshold: float = 0.5,
                  min_area_frac: float = 0.002, split: bool = True, neck_ratio: float = 0.45,
                  min_part_frac: float = 0.25, device: str = "auto", precision: str = "fp32",
-                 batch_size: int = 4) -> None:
-        self._init_isnet(checkpoint, input_size, device, precision, batch_size)
+                 batch_size: int = 4, runtime: str = "torch") -> None:
+        self._init_isnet(checkpoint, input_size, device, precision, batch_size, runtime)
         self.threshold = float(threshold)
         self.min_area_frac = float(min_area_frac)
         self.split = bool(split)
@@ -230,8 +263,8 @@ class IsNetSegmenter(IsNetRuntime, Segmenter):
 
     def __init__(self, checkpoint: str | None = "isnet-medium", input_size: int = 640, threshold: float = 0.5,
                  hole_frac: float = 0.01, device: str = "auto", precision: str = "fp32",
-                 batch_size: int = 4) -> None:
-        self._init_isnet(checkpoint, input_size, device, precision, batch_size)
+                 batch_size: int = 4, runtime: str = "torch") -> None:
+        self._init_isnet(checkpoint, input_size, device, precision, batch_size, runtime)
         self.threshold = float(threshold)
         self.hole_frac = float(hole_frac)
 
@@ -282,14 +315,16 @@ class IsNetMatter(IsNetRuntime, Matter):
         low, high: the map's sure-background / sure-foreground levels.
         reach: how far past the mask (in bands) hair-like low map values may still be unknown.
         margin: known pixels kept around the unknown region in the solved crop.
+        checkpoint, input_size, device, precision, batch_size, runtime: as the proposer's.
     """
 
     name = "isnet-closed-form"
 
     def __init__(self, checkpoint: str | None = "isnet-medium", input_size: int = 640, band: int | None = None,
                  low: float = 0.05, high: float = 0.95, reach: float = 3.0, margin: int = 8,
-                 device: str = "auto", precision: str = "fp32", batch_size: int = 4) -> None:
-        self._init_isnet(checkpoint, input_size, device, precision, batch_size)
+                 device: str = "auto", precision: str = "fp32", batch_size: int = 4,
+                 runtime: str = "torch") -> None:
+        self._init_isnet(checkpoint, input_size, device, precision, batch_size, runtime)
         if not 0.0 <= low < high <= 1.0:
             raise ToolError(f"{self.name}: need 0 <= low < high <= 1, got {low}, {high}")
         self.band = None if band is None else int(band)
