@@ -122,7 +122,9 @@ def test_real_weights_onnxruntime_runtime_matches_torch() -> None:
 
     image = data.astronaut()[:, 64:448]  # 512 x 384: not square, as photos are
     isnet_tools._MAPS.clear()
-    maps = [isnet_tools.IsNetProposer(device="cpu", runtime=r).soft_map(image) for r in ("torch", "onnxruntime")]
+    tools = [isnet_tools.IsNetProposer(device="cpu", runtime=r) for r in ("torch", "onnxruntime")]
+    maps = [t.soft_map(image) for t in tools]
+    assert maps[0] is not maps[1] and tools[1]._net.path.is_file()  # onnxruntime really ran, on the export
     assert np.abs(maps[0] - maps[1]).max() < 1e-3
     assert (maps[1] > 0.5).mean() > 0.2
 
@@ -249,6 +251,8 @@ def test_onnxruntime_runtime_matches_torch_and_exports_once(tiny_pt: Path) -> No
     from add_pipeline.tools.models import isnet_ort
 
     isnet_tools._MAPS.clear()
+    stale = isnet_ort.export_path(tiny_pt).with_name(isnet_ort.export_path(tiny_pt).name + ".tmp-999999")
+    stale.write_bytes(b"half an export from a killed worker")
     image = np.random.default_rng(2).integers(0, 255, (90, 130, 3), np.uint8)
     maps = {}
     for runtime in ("torch", "onnxruntime"):
@@ -266,7 +270,19 @@ def test_onnxruntime_runtime_matches_torch_and_exports_once(tiny_pt: Path) -> No
     stamp = export.stat().st_mtime_ns
     assert isnet_ort.ensure_export(tiny_pt, lambda: pytest.fail("rebuilt")) == export
     assert export.stat().st_mtime_ns == stamp
-    assert not list(tiny_pt.parent.glob("*.tmp-*"))
+    assert not list(tiny_pt.parent.glob("*.tmp-*"))  # the stale one removed, ours renamed
+    # the soft maps of the two runtimes are computed (and cached) apart
+    by_runtime = [isnet_tools.IsNetProposer(checkpoint=str(tiny_pt), input_size=128, device="cpu", runtime=r)
+                  .soft_map(image) for r in ("torch", "onnxruntime")]
+    assert by_runtime[0] is not by_runtime[1] and np.abs(by_runtime[0] - by_runtime[1]).max() < 1e-3
+
+
+def test_onnxruntime_threads_follow_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from add_pipeline.tools.models import isnet_ort
+
+    for value, want in (("1", 1), ("4,2", 4), ("", 0), ("many", 0)):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert isnet_ort.omp_threads() == want
 
 
 def test_onnxruntime_runtime_refuses_cuda_and_half_precision(tiny_pt: Path) -> None:

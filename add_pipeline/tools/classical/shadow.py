@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from add_pipeline.tools.base import ShadowExtractor, ShadowMatte, register
+from add_pipeline.tools.base import ShadowExtractor, ShadowMatte, ToolError, register
 
 
 @register
@@ -33,7 +33,7 @@ class PhysicsShadowExtractor(ShadowExtractor):
         dark: minimum darkening ``1 - I/B`` for a candidate pixel (times ``strictness``).
         chroma_tol: maximum spread of the per-channel ratios ``I_c / B_c`` relative to their mean.
         max_texture: a candidate's local mean deviation of darkness from its smoothed value must stay
-            under this fraction of its darkness (at least ``dark``): relative roughness.
+            under this fraction of its (smoothed) darkness: relative roughness.
         max_area: a shadow larger than this multiple of the object's area (divided by
             ``strictness``) is not accepted at that threshold (see ``tighten``).
         reach: search neighbourhood around the object's box, as a fraction of its long side
@@ -50,7 +50,7 @@ class PhysicsShadowExtractor(ShadowExtractor):
         split: a tighter threshold is accepted only if the region drops below this fraction of its
             area at the previous threshold in that step (a shadow splitting off a darker surface).
         frame_bottom: an object whose mask comes within this fraction of the height of the bottom
-            of the frame has its ground contact outside the photo: no shadow (negative: never).
+            of the frame has its ground contact outside the photo: no shadow (0 or negative: never).
         umbra: the region's mean darkening must reach this: where an object blocks the direct light
             its shadow is far darker than a surface's texture varies (DESOBA's shadows: 0.3-0.7).
     """
@@ -85,6 +85,8 @@ class PhysicsShadowExtractor(ShadowExtractor):
         self.n_chroma = int(n_chroma)
         self.work_size = int(work_size)
         self.tighten = tuple(float(f) for f in tighten)
+        if not self.tighten:
+            raise ToolError("physics shadow: tighten needs at least one threshold factor (1.0: the base)")
         self.frame_bottom = float(frame_bottom)
         self.umbra = float(umbra)
         self.split = float(split)
@@ -194,7 +196,7 @@ class PhysicsShadowExtractor(ShadowExtractor):
             cand = (smooth_dark > t) & (smooth_spread < self.chroma_tol / strict) & ~excluded
             # Texture relative to the darkening: a shadow multiplies the surface's own texture
             # (grass, sand, wood) by a smooth factor, so its roughness grows with its darkness.
-            cand &= rough < self.max_texture * np.maximum(smooth_dark, t)
+            cand &= rough < self.max_texture * smooth_dark
             _, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
             cand = (st[:, cv2.CC_STAT_AREA] >= 4)[lab] & cand
             hit = np.unique(lab[contact & cand])

@@ -36,7 +36,7 @@ from add_pipeline.tools.base import Matte, Matter, Proposal, Proposer, Segmentat
 from add_pipeline.tools.batching import BatchedTool
 from add_pipeline.tools.models.runtime import ModelRuntime, missing_packages
 
-_NETS: dict[tuple[str, str, str], Any] = {}
+_NETS: dict[tuple[str, str, str, str], Any] = {}
 _MAPS: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 _MAP_CACHE_SIZE = 4
@@ -70,7 +70,13 @@ def _shared_net(path: Path, device: str, dtype: Any, runtime: str = "torch") -> 
         if runtime == "onnxruntime":
             from add_pipeline.tools.models.isnet_ort import OrtIsNet, ensure_export
 
-            net = OrtIsNet(ensure_export(path, lambda: _torch_net(path)))
+            try:
+                net = OrtIsNet(ensure_export(path, lambda: _torch_net(path)))
+            except ToolError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (export or session: one clear line, and the way out)
+                raise ToolError(f"{path}: cannot run it on onnxruntime ({type(exc).__name__}: {exc}); "
+                                "set runtime: torch in the IS-Net tool cards") from exc
         else:
             net = _torch_net(path).to(device=device, dtype=dtype).eval()
         _NETS[key] = net
@@ -144,11 +150,11 @@ class IsNetRuntime(ModelRuntime, BatchedTool):
     def soft_map(self, image: np.ndarray) -> np.ndarray:
         """``HxW float32`` in [0, 1]: IS-Net's foreground map of ``image`` (HxWx3 uint8), min-max normalised.
 
-        Cached per process by the image's content (the last few images), so the proposer, the
-        segmenter and the matter of one photo share one forward pass.
+        Cached per process by the image's content (the last few images) and the network's settings,
+        so the proposer, the segmenter and the matter of one photo share one forward pass.
         """
         digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).hexdigest()
-        key = (str(self.checkpoint), self.input_size, image.shape, digest)
+        key = (str(self.checkpoint), self.input_size, self.runtime, self.device, self.precision, image.shape, digest)
         with _SHARED_LOCK:
             if key in _MAPS:
                 _MAPS.move_to_end(key)

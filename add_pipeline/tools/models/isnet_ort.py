@@ -5,9 +5,12 @@ The npm package's export is fixed at 1024x1024 (its Resize sizes are constants),
 the pipeline's 640 px; our module can, and its own export keeps that freedom. On this project's
 CPU the export runs about a fifth faster than PyTorch (``bench/results/isnet_runtime.md``).
 
-The export is derived from the weights file and cached beside it as ``<stem>.<digest>.ort.onnx``
-(``digest``: BLAKE2b of the source file, so new weights never meet a stale export). Processes that
-need it at once (Ray workers) take an exclusive lock; the file appears by an atomic rename.
+The export is derived from the weights file and cached beside it as
+``<stem>.<digest>.v<EXPORT_VERSION>-torch<version>.ort.onnx`` (``digest``: BLAKE2b of the source
+file; a new network definition bumps ``EXPORT_VERSION``), so neither new weights nor new code meet a
+stale export. Processes that need it at once (Ray workers) take an exclusive lock; the file appears
+by an atomic rename, and temporary files a killed export left behind are removed under the lock.
+The folder must be writable (the weights cache is).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 import numpy as np
 
 ORT_SUFFIX = ".ort.onnx"
+EXPORT_VERSION = 1
+"""Bump when :class:`~add_pipeline.tools.models.isnet_net.ISNet` or the export's settings change."""
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:
@@ -35,7 +40,10 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
 def export_path(source: Path) -> Path:
     """Where the onnxruntime export of weights file ``source`` is cached."""
-    return source.with_name(f"{source.stem}.{file_digest(source)}{ORT_SUFFIX}")
+    import torch
+
+    version = torch.__version__.split("+")[0]
+    return source.with_name(f"{source.stem}.{file_digest(source)}.v{EXPORT_VERSION}-torch{version}{ORT_SUFFIX}")
 
 
 def ensure_export(source: Path, build: Callable[[], Any]) -> Path:
@@ -50,6 +58,8 @@ def ensure_export(source: Path, build: Callable[[], Any]) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file():  # another process made it while we waited
             return target
+        for stale in target.parent.glob(f"{target.name}.tmp-*"):  # from an export killed midway
+            stale.unlink(missing_ok=True)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         try:
             net = build()
@@ -63,6 +73,13 @@ def ensure_export(source: Path, build: Callable[[], Any]) -> Path:
     return target
 
 
+def omp_threads() -> int:
+    """The first number of ``OMP_NUM_THREADS`` (``"4"``, ``"4,2"``), or 0 (onnxruntime's default) if
+    it is unset or not a number."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() else 0
+
+
 class OrtIsNet:
     """``__call__(x)``: ``N x 3 x H x W float32`` (RGB/255 - 0.5) -> ``N x 1 x H x W float32`` logits.
 
@@ -74,8 +91,7 @@ class OrtIsNet:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-        opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = omp_threads()
         opts.inter_op_num_threads = 1
         self.path = path
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
