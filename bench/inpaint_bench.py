@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from add_pipeline.core.synthetic import make_scene
-from add_pipeline.eval.real import first_file, read_image
+from add_pipeline.eval.real import read_composite
 from add_pipeline.tools.base import build_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,17 +61,8 @@ def libcom_cases(root: Path) -> list[Case]:
     """The composites under ``root / "composites"`` at 512 px long side."""
     cases = []
     for folder in sorted(p for p in (root / "composites").iterdir() if p.is_dir()):
-        comp = read_image(first_file(folder, "composite"))
-        h, w = comp.shape[:2]
-        s = LONG_SIDE / max(h, w)
-        size = (max(round(w * s), 1), max(round(h * s), 1))
-        cases.append(Case(
-            folder.name,
-            cv2.resize(comp, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(read_image(first_file(folder, "background")), size, interpolation=cv2.INTER_AREA),
-            cv2.resize(read_image(folder / "composite_mask.png", gray=True), size,
-                       interpolation=cv2.INTER_NEAREST) > 127,
-        ))
+        image, mask, background = read_composite(folder, LONG_SIDE)
+        cases.append(Case(folder.name, image, background, mask))
     if not cases:
         raise FileNotFoundError(f"{root / 'composites'}: no cases")
     return cases

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from add_pipeline.eval.layerd import soft_iou
-from add_pipeline.eval.real import first_file, read_image, union_inside
+from add_pipeline.eval.real import first_file, read_composite, read_image, union_inside
 from add_pipeline.tools.models.isnet import IsNetMatter, IsNetProposer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,18 +50,12 @@ def libcom(tool: IsNetProposer) -> tuple[list[float], list[float]]:
     """Per composite: best component soft IoU with the pasted mask, and seconds of the map."""
     ious, secs = [], []
     for case in sorted(p for p in (GT / "composites").iterdir() if p.is_dir()):
-        img = read_image(first_file(case, "composite"))
-        h, w = img.shape[:2]
-        s = 512 / max(h, w)
-        size = (round(w * s), round(h * s))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        gt = cv2.resize(read_image(first_file(case, "composite_mask"), gray=True), size,
-                        interpolation=cv2.INTER_NEAREST)
+        img, gt, _ = read_composite(case, 512)
         t0 = time.perf_counter()
         prob = tool.soft_map(img)
         secs.append(time.perf_counter() - t0)
         n, lab = cv2.connectedComponents((prob > 0.5).astype(np.uint8))
-        gtf = (gt > 127).astype(np.float32)
+        gtf = gt.astype(np.float32)
         ious.append(max([soft_iou(np.where(lab == i, prob, 0), gtf) for i in range(1, n)] or [0.0]))
     return ious, secs
 

@@ -36,10 +36,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from add_pipeline.eval.real import FOUND_IOU, first_file, read_image
+from add_pipeline.eval.real import FOUND_IOU, read_composite, read_image
 from add_pipeline.exec.run import RunOptions, run
 from add_pipeline.io.reader import LayeredShards
 from add_pipeline.tools.base import ShadowMatte
@@ -75,12 +74,7 @@ def libcom_objects() -> list[tuple[str, np.ndarray, list[np.ndarray]]]:
     """The libcom composites at 512 px (long side) with the pasted object's mask, which casts no shadow."""
     out = []
     for case in sorted(p for p in (SHARED / "groundtruth" / "composites").iterdir() if p.is_dir()):
-        img = read_image(first_file(case, "composite"))
-        h, w = img.shape[:2]
-        size = (round(w * 512 / max(h, w)), round(h * 512 / max(h, w)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(read_image(first_file(case, "composite_mask"), gray=True), size,
-                          interpolation=cv2.INTER_NEAREST) > 127
+        img, mask, _ = read_composite(case, 512)
         out.append((case.name, img, [mask]))
     return out
 
@@ -202,8 +196,8 @@ def main() -> None:
     lines += ["", f"Leave-one-out over {loo['grid_points']} grid points ({loo['admissible']} with both false areas <= "
               f"{FALSE_MAX}): held-out DESOBA IoU **{loo['mean_iou']:.3f}**, found {loo['found']} of {len(cases)} "
               f"(the in-sample defaults: {rows[0][1]['mean_iou']:.3f}).", "",
-              "Per photo false area, defaults: " + ", ".join(f"{n} {v:.2f}" for n, v in rows[0][1]["false_area"].items())
-              + "."]
+              "Per photo false area, defaults: "
+              + ", ".join(f"{n} {v:.2f}" for n, v in rows[0][1]["false_area"].items()) + "."]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "shadows.md").write_text("\n".join(lines) + "\n")
     (args.out / "shadows.json").write_text(json.dumps({"rows": dict(rows), "leave_one_out": loo}, indent=2))

@@ -166,7 +166,8 @@ def test_physics_shadow_respects_other_objects() -> None:
     assert not (out.matte[masks[0] | masks[1]] > 0).any()
 
 
-def _ground_scene(shadow_darkness: float, link_to: float | None = None, y_obj: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ground_scene(shadow_darkness: float, link_to: float | None = None,
+                  y_obj: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A textured grey floor (256x256), a red box standing on it at row ``y_obj``, and a shadow
     ellipse of ``shadow_darkness`` to its right at its foot; with ``link_to``, a larger floor patch of
     that darkness touching the shadow from below. Returns ``(image, object mask, true shadow)``."""

@@ -42,6 +42,19 @@ def first_file(folder: Path, stem: str) -> Path:
     return found[0]
 
 
+def read_composite(folder: Path, long_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A libcom case folder at ``long_side`` px (aspect kept): ``(composite HxWx3 uint8, pasted mask
+    HxW bool, true background HxWx3 uint8)``; area resampling for images, nearest for the mask."""
+    comp = read_image(first_file(folder, "composite"))
+    h, w = comp.shape[:2]
+    s = long_side / max(h, w)
+    size = (max(round(w * s), 1), max(round(h * s), 1))
+    mask = cv2.resize(read_image(first_file(folder, "composite_mask"), gray=True), size,
+                      interpolation=cv2.INTER_NEAREST) > 127
+    bg = cv2.resize(read_image(first_file(folder, "background")), size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(comp, size, interpolation=cv2.INTER_AREA), mask, bg
+
+
 def _alpha_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """``pred``, ``gt``: HxW float in [0, 1]."""
     diff = np.abs(pred - gt)
@@ -219,7 +232,8 @@ def real_markdown(res: dict[str, Any]) -> str:
     s = res.get("shadows", {})
     if "skipped" not in s:
         lines += [f"Shadows (DESOBA, {s['count']} real tuples): mean IoU of matte > 0.1 vs the true shadow mask "
-                  f"**{s['mean_iou']:.3f}** given the true object mask, a shadow found (IoU >= {FOUND_IOU}) in {s['found']}/{s['count']}; "
+                  f"**{s['mean_iou']:.3f}** given the true object mask, a shadow found "
+                  f"(IoU >= {FOUND_IOU}) in {s['found']}/{s['count']}; "
                   f"**{s.get('own_mean_iou', 0.0):.3f}** given the pipeline's own object mask, found in "
                   f"{s.get('own_found', 0)}/{s['count']} (empty-matte baseline 0.000).", ""]
     c = res.get("composites", {})
